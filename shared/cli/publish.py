@@ -1,0 +1,69 @@
+"""``marquee publish interaction|request``: send one validated event and confirm it."""
+
+from __future__ import annotations
+
+import uuid
+
+from ..config import Settings
+from ..events import ContentRequestEvent, InteractionEvent
+from ..events.envelope import DEFAULT_SOURCE
+from ..events.models import ContentKind, InteractionAction
+from ..kafka.publisher import Publisher
+
+ACTIONS = list(InteractionAction.__args__)  # type: ignore[attr-defined]
+KINDS = list(ContentKind.__args__)  # type: ignore[attr-defined]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("publish", help="publish one event")
+    sub = parser.add_subparsers(dest="publish_command", required=True, parser_class=type(parser))
+
+    inter = sub.add_parser("interaction", help="a user's interaction with an item")
+    inter.add_argument("--user", required=True, help="user id")
+    inter.add_argument("--item", required=True, help="item id")
+    inter.add_argument("--type", dest="action", required=True, choices=ACTIONS)
+    inter.add_argument("--dwell-seconds", type=float, help="seconds spent (needed for dwell)")
+    inter.add_argument("--rating", type=float, help="explicit rating, if the app has one")
+    inter.add_argument("--source", default=DEFAULT_SOURCE, help="CloudEvents source URI")
+    inter.add_argument("--id", help="event id (default: a new UUID); reuse it to test dedupe")
+    inter.set_defaults(handler=run_interaction)
+
+    req = sub.add_parser("request", help="a request for generated content")
+    req.add_argument("--kind", required=True, choices=KINDS)
+    req.add_argument("--prompt", required=True)
+    req.add_argument("--request-id", help="default: a new UUID")
+    req.add_argument("--max-new-tokens", type=int, default=256)
+    req.add_argument("--temperature", type=float, default=0.7)
+    req.add_argument("--seed", type=int)
+    req.add_argument("--source", default=DEFAULT_SOURCE, help="CloudEvents source URI")
+    req.set_defaults(handler=run_request)
+
+
+def _send(settings: Settings, event) -> int:
+    with Publisher(settings) as publisher:
+        meta = publisher.publish_sync(event)
+    print(f"published {event.type} id={event.id} to {meta.topic}[{meta.partition}]@{meta.offset}")
+    return 0
+
+
+def run_interaction(args, settings: Settings) -> int:
+    data = {"user_id": args.user, "item_id": args.item, "action": args.action}
+    if args.dwell_seconds is not None:
+        data["dwell_seconds"] = args.dwell_seconds
+    if args.rating is not None:
+        data["rating"] = args.rating
+    return _send(settings, InteractionEvent.create(data, source=args.source, id=args.id))
+
+
+def run_request(args, settings: Settings) -> int:
+    request_id = args.request_id or str(uuid.uuid4())
+    data = {
+        "request_id": request_id,
+        "kind": args.kind,
+        "prompt": args.prompt,
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+    }
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return _send(settings, ContentRequestEvent.create(data, source=args.source, id=request_id))

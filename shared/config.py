@@ -1,0 +1,100 @@
+"""Typed, frozen settings shared by every service and tool (prefix ``MARQUEE_``).
+
+Only entrypoints build a :class:`Settings` (from the environment and, when present, the
+env file that ``make up`` writes); everything else receives it as an argument.
+Secrets are :class:`~pydantic.SecretStr` so printing the settings never shows them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+#: Written by ``make up`` (deploy scripts): the local stack's addresses and DSN.
+DEFAULT_ENV_FILE = Path(".run/marquee.env")
+
+
+class Settings(BaseSettings):
+    """Settings every Marquee process understands. Services subclass it for their own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARQUEE_", frozen=True, extra="ignore", env_file_encoding="utf-8"
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_client_id: str = "marquee"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
+    topic_replication: int = Field(default=1, ge=1, le=10)
+    topic_partitions: int | None = Field(default=None, ge=1, le=1000)
+
+    # Postgres
+    postgres_dsn: SecretStr = SecretStr("postgresql+psycopg2://marquee@127.0.0.1:5432/marquee")
+    postgres_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
+
+    # Events
+    max_event_bytes: int = Field(default=64 * 1024, ge=512, le=8 * 1024 * 1024)
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0)
+
+    # HTTP (every service exposes /livez, /readyz and /metrics)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=6066, ge=1, le=65535)
+    http_token: SecretStr | None = None
+
+    # Logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL"):
+            if not (
+                self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+            ):
+                raise ValueError(
+                    f"MARQUEE_KAFKA_SECURITY_PROTOCOL={protocol} needs MARQUEE_KAFKA_SASL_MECHANISM, "
+                    "MARQUEE_KAFKA_SASL_USERNAME and MARQUEE_KAFKA_SASL_PASSWORD"
+                )
+        elif self.kafka_sasl_mechanism:
+            raise ValueError(
+                "MARQUEE_KAFKA_SASL_MECHANISM is set but MARQUEE_KAFKA_SECURITY_PROTOCOL="
+                f"{protocol}; use SASL_PLAINTEXT or SASL_SSL"
+            )
+        return self
+
+
+def load_settings(cls: type[Settings] = Settings, env_file: Path | None = None) -> Settings:
+    """Build settings for an entrypoint: environment first, then the local stack's env file.
+
+    Raises :class:`ConfigurationError` with every invalid variable named, never a traceback.
+    """
+    from pydantic import ValidationError
+
+    path = env_file if env_file is not None else DEFAULT_ENV_FILE
+    try:
+        return cls(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MARQUEE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,187 @@
+"""Event payloads (``data``) and the envelope class of each versioned event type.
+
+Adding an optional field is a compatible change. Renaming, removing or tightening a
+field is a breaking change: add a ``.v2`` type beside the ``.v1`` one instead.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+
+from .envelope import Envelope, Strict
+
+#: Ids are opaque strings: non-empty, bounded, no control characters.
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
+
+InteractionAction = Literal["view", "click", "like", "share", "dwell"]
+ContentKind = Literal["news", "script", "lyrics", "assistant"]
+
+
+# --- interactions ---------------------------------------------------------------------
+class Interaction(Strict):
+    """Something a user did with an item."""
+
+    user_id: Id
+    item_id: Id
+    action: InteractionAction
+    #: Seconds spent; required for ``dwell``, optional otherwise.
+    dwell_seconds: float | None = Field(default=None, ge=0, le=86_400)
+    #: Explicit rating where the app has one (MovieLens replays carry 1-5 stars).
+    rating: float | None = Field(default=None, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _dwell_needs_seconds(self) -> Interaction:
+        if self.action == "dwell" and self.dwell_seconds is None:
+            raise ValueError("a dwell interaction needs dwell_seconds")
+        return self
+
+
+class InteractionEvent(Envelope[Interaction]):
+    event_type = "marquee.interaction.v1"
+    type: Literal["marquee.interaction.v1"] = "marquee.interaction.v1"
+
+
+# --- content generation -----------------------------------------------------------------
+class ContentRequest(Strict):
+    """An editor's or app's request for generated text."""
+
+    request_id: Id
+    kind: ContentKind
+    prompt: str = Field(min_length=1, max_length=8_000)
+    max_new_tokens: int = Field(default=256, ge=1, le=4_096)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_k: int = Field(default=50, ge=0, le=1_000)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    repetition_penalty: float = Field(default=1.1, ge=1, le=2)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    deadline_seconds: float | None = Field(default=None, gt=0, le=3_600)
+    user_id: Id | None = None
+
+
+class ContentRequestEvent(Envelope[ContentRequest]):
+    event_type = "marquee.content_request.v1"
+    type: Literal["marquee.content_request.v1"] = "marquee.content_request.v1"
+
+
+class GenerationTimings(Strict):
+    queue_seconds: float = Field(ge=0)
+    first_token_seconds: float | None = Field(default=None, ge=0)
+    total_seconds: float = Field(ge=0)
+
+
+class GeneratedContent(Strict):
+    """Exactly one reply per request: ``ok`` with text, or ``error`` with a reason."""
+
+    request_id: Id
+    reply_id: Id
+    status: Literal["ok", "error"]
+    kind: ContentKind
+    text: str | None = Field(default=None, max_length=200_000)
+    error: str | None = Field(default=None, max_length=4_000)
+    model: str = Field(min_length=1, max_length=256)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    finish_reason: Literal["stop", "length", "deadline", "error"] | None = None
+    timings: GenerationTimings | None = None
+    item_id: str | None = None
+
+    @model_validator(mode="after")
+    def _status_matches_body(self) -> GeneratedContent:
+        if self.status == "ok" and self.text is None:
+            raise ValueError("an ok reply needs text")
+        if self.status == "error" and not self.error:
+            raise ValueError("an error reply needs error")
+        return self
+
+
+class GeneratedContentEvent(Envelope[GeneratedContent]):
+    event_type = "marquee.generated_content.v1"
+    type: Literal["marquee.generated_content.v1"] = "marquee.generated_content.v1"
+
+
+# --- recommendations over Kafka ---------------------------------------------------------
+class RecommendationRequest(Strict):
+    request_id: Id
+    user_id: Id
+    k: int = Field(default=10, ge=1, le=200)
+    exclude_seen: bool = True
+    kind: str | None = Field(default=None, max_length=64)
+
+
+class RecommendationRequestEvent(Envelope[RecommendationRequest]):
+    event_type = "marquee.recommendation_request.v1"
+    type: Literal["marquee.recommendation_request.v1"] = "marquee.recommendation_request.v1"
+
+
+class ScoredItem(Strict):
+    item_id: Id
+    score: float = Field(allow_inf_nan=False)
+
+
+class Recommendations(Strict):
+    request_id: Id
+    user_id: Id
+    items: list[ScoredItem] = Field(max_length=200)
+    strategy: Literal["als", "popularity"]
+    model_version: int | None = None
+
+
+class RecommendationsEvent(Envelope[Recommendations]):
+    event_type = "marquee.recommendations.v1"
+    type: Literal["marquee.recommendations.v1"] = "marquee.recommendations.v1"
+
+
+# --- operations -------------------------------------------------------------------------
+class Heartbeat(Strict):
+    service: str = Field(min_length=1, max_length=64)
+    instance: str = Field(min_length=1, max_length=128)
+    status: Literal["starting", "ok", "degraded", "stopping"]
+    started_at: AwareDatetime
+    version: str = Field(max_length=64)
+    counters: dict[str, float] = Field(default_factory=dict, max_length=200)
+    detail: str | None = Field(default=None, max_length=1_000)
+
+
+class HeartbeatEvent(Envelope[Heartbeat]):
+    event_type = "marquee.heartbeat.v1"
+    type: Literal["marquee.heartbeat.v1"] = "marquee.heartbeat.v1"
+
+
+class DeadLetter(Strict):
+    """What could not be processed, with enough context to replay it by hand."""
+
+    source_topic: str = Field(min_length=1, max_length=249)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    #: The original key and value, base64 (they need not be UTF-8).
+    key_b64: str | None = None
+    value_b64: str
+    error: str = Field(min_length=1, max_length=4_000)
+    error_class: str = Field(max_length=128)
+    service: str = Field(max_length=64)
+    failed_at: AwareDatetime
+
+
+class DeadLetterEvent(Envelope[DeadLetter]):
+    event_type = "marquee.dead_letter.v1"
+    type: Literal["marquee.dead_letter.v1"] = "marquee.dead_letter.v1"
+
+
+#: Every event type Marquee knows, by its CloudEvents ``type``.
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    cls.event_type: cls
+    for cls in (
+        InteractionEvent,
+        ContentRequestEvent,
+        GeneratedContentEvent,
+        RecommendationRequestEvent,
+        RecommendationsEvent,
+        HeartbeatEvent,
+        DeadLetterEvent,
+    )
+}

@@ -1,0 +1,1 @@
+"""Kafka plumbing on kafka-python: client options, topic admin, the publisher SDK."""

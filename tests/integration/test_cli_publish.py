@@ -1,0 +1,102 @@
+"""The `marquee` CLI against the real broker: good input lands, bad input never does."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import marquee
+from kafka_helpers import read_all, record_count
+
+from shared.events import EventCodec
+
+
+def test_publish_interaction_lands_on_the_topic(topics):
+    result = marquee(
+        topics, "publish", "interaction", "--user", "u7", "--item", "i3", "--type", "click"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"to {topics.topic_prefix}interactions[" in result.stdout
+    (record,) = read_all(topics, "interactions", expected=1)
+    event = EventCodec().decode(record.value)
+    assert (event.data.user_id, event.data.item_id, event.data.action) == ("u7", "i3", "click")
+
+
+def test_publish_request_lands_on_the_topic(topics):
+    result = marquee(
+        topics,
+        "publish",
+        "request",
+        "--kind",
+        "news",
+        "--prompt",
+        "Elections",
+        "--request-id",
+        "req-1",
+    )
+    assert result.returncode == 0, result.stderr
+    (record,) = read_all(topics, "content-requests", expected=1)
+    assert record.key == b"req-1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["publish", "interaction", "--user", "u", "--item", "i", "--type", "stare"],
+            "invalid choice: 'stare'",
+        ),
+        (["publish", "interaction", "--user", "u", "--type", "click"], "required: --item"),
+        (
+            ["publish", "interaction", "--user", "u", "--item", "i", "--type", "dwell"],
+            "a dwell interaction needs dwell_seconds",
+        ),
+        (["publish", "interaction", "--user", "", "--item", "i", "--type", "view"], "data.user_id"),
+        (
+            [
+                "publish",
+                "interaction",
+                "--user",
+                "u",
+                "--item",
+                "i",
+                "--type",
+                "view",
+                "--rating",
+                "x",
+            ],
+            "invalid float value",
+        ),
+        (["publish", "request", "--kind", "poem", "--prompt", "p"], "invalid choice: 'poem'"),
+        (["publish", "request", "--kind", "news", "--prompt", "x" * 9000], "data.prompt"),
+        (
+            ["publish", "request", "--kind", "news", "--prompt", "p", "--max-new-tokens", "0"],
+            "data.max_new_tokens",
+        ),
+        (["replay", "movielens", "--limit", "-3"], "invalid positive integer value"),
+        (["tail", "no-such-topic", "--max", "1"], "unknown topic 'no-such-topic'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_sent(topics, args, message):
+    result = marquee(topics, *args)
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert record_count(topics, "interactions") == 0
+    assert record_count(topics, "content-requests") == 0
+
+
+def test_unreachable_broker_is_one_clear_line(settings):
+    result = marquee(settings, "topics", "ensure", MARQUEE_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    assert result.returncode == 1
+    assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tail_pretty_prints_events(topics):
+    marquee(topics, "publish", "interaction", "--user", "u1", "--item", "i1", "--type", "like")
+    result = marquee(
+        topics, "tail", "interactions", "--from-beginning", "--max", "1", "--idle-timeout", "15"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "marquee.interaction.v1 key=u1" in result.stdout
+    assert '"action": "like"' in result.stdout

@@ -1,0 +1,69 @@
+"""Alembic migrations on a real Postgres: apply to an empty schema, idempotent, complete."""
+
+from __future__ import annotations
+
+from conftest import marquee
+from sqlalchemy import inspect, text
+
+from shared.db import current_revision, make_engine, upgrade
+
+EXPECTED_TABLES = {
+    "users",
+    "items",
+    "interactions",
+    "user_item",
+    "model_versions",
+    "user_factors",
+    "item_factors",
+    "generated_content",
+    "alembic_version",
+}
+
+
+def test_migrations_apply_to_an_empty_schema_and_are_idempotent(settings):
+    engine = make_engine(settings)
+    schema = settings.postgres_schema
+    try:
+        assert current_revision(engine, schema) is None
+        upgrade(engine, schema)
+        head = current_revision(engine, schema)
+        assert head is not None
+        assert set(inspect(engine).get_table_names(schema=schema)) == EXPECTED_TABLES
+        upgrade(engine, schema)  # second run: nothing to do, nothing breaks
+        assert current_revision(engine, schema) == head
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def test_cli_upgrade_reports_then_noops(settings):
+    try:
+        first = marquee(settings, "db", "upgrade")
+        second = marquee(settings, "db", "upgrade")
+        assert first.returncode == 0, first.stderr
+        assert f"schema {settings.postgres_schema}: None -> " in first.stdout
+        assert "nothing to do" in second.stdout
+    finally:
+        engine = make_engine(settings)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE'))
+        engine.dispose()
+
+
+def test_schema_enforces_dedupe_and_one_active_model(engine):
+    insert = text(
+        "INSERT INTO interactions (event_source, event_id, user_id, item_id, action, weight, occurred_at)"
+        " VALUES (:s, :i, 'u', 'it', 'click', 1, now()) ON CONFLICT DO NOTHING"
+    )
+    with engine.begin() as conn:
+        assert conn.execute(insert, {"s": "src", "i": "e1"}).rowcount == 1
+        assert conn.execute(insert, {"s": "src", "i": "e1"}).rowcount == 0
+        assert conn.execute(insert, {"s": "other", "i": "e1"}).rowcount == 1
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO model_versions (status) VALUES ('active')"))
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO model_versions (status) VALUES ('active')"))
