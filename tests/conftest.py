@@ -119,11 +119,14 @@ def cli_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def marquee(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess:
+def marquee(
+    settings: Settings, *args: str, input: str | None = None, **env: str
+) -> subprocess.CompletedProcess:
     """Run the ``marquee`` CLI as a user would, against this test's stack and prefix."""
     return subprocess.run(
         [sys.executable, "-m", "shared.cli.main", *args],
         env=cli_env(settings) | env,
+        input=input,
         capture_output=True,
         text=True,
         timeout=600,

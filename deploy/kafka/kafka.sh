@@ -11,6 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 KAFKA_DIR="$DEPLOY_DIR/kafka"
 PORT="${MARQUEE_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${MARQUEE_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+# +4, not +2: the compose stack publishes its host listener on 9094 beside a native 9092.
+SASL_PORT="${MARQUEE_KAFKA_SASL_PORT:-$((PORT + 4))}"
 STATE_DIR="$RUN_DIR/kafka"
 DATA_DIR="$STATE_DIR/data"
 LOG_DIR="$STATE_DIR/logs"
@@ -62,7 +64,7 @@ ready() {
 
 write_config() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
-    sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+    sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@SASL_PORT@|$SASL_PORT|g" \
         -e "s|@DATA_DIR@|$DATA_DIR|g" "$KAFKA_DIR/server.properties.in" > "$CONFIG"
 }
 
@@ -80,6 +82,10 @@ start() {
     if pid_alive "$PID_FILE"; then
         say "kafka is already running (pid $(cat "$PID_FILE")) on $BOOTSTRAP"
         return 0
+    fi
+    # Another process on our port would answer the readiness probe in our broker's place.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        die "port $PORT is in use by another process (another Kafka?); stop it or set MARQUEE_KAFKA_PORT"
     fi
     fetch
     write_config

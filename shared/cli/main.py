@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import DEFAULT_ENV_FILE, Settings, load_settings
 from ..errors import ConfigurationError, InvalidEvent, MarqueeError
 from ..logging import configure_logging
-from . import db, demo, publish, replay, schemas, tail, topics
+from . import db, demo, publish, replay, schemas, serve, tail, topics, users
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (topics, publish, tail, replay, db, schemas, demo):
+    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo):
         module.register(commands)
     return parser
 

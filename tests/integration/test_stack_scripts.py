@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 
 from conftest import ROOT, STACK_ENV
@@ -32,8 +33,26 @@ def test_start_is_idempotent(stack):
     assert "already running" in again.stderr
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_port_taken_by_another_process_is_refused(stack, tmp_path):
+    # A second broker on the session broker's port would pass the readiness probe falsely.
+    result = run("kafka/kafka.sh", "start", env={"MARQUEE_RUN_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert f"port {STACK_ENV['MARQUEE_KAFKA_PORT']} is in use by another process" in result.stderr
+
+
 def test_missing_java_says_what_to_install(tmp_path):
-    env = {"JAVA_HOME": "", "MARQUEE_JAVA": "/nonexistent/java", "MARQUEE_RUN_DIR": str(tmp_path)}
+    env = {
+        "JAVA_HOME": "",
+        "MARQUEE_JAVA": "/nonexistent/java",
+        "MARQUEE_RUN_DIR": str(tmp_path),
+        "MARQUEE_KAFKA_PORT": str(free_port()),
+    }
     result = run("kafka/kafka.sh", "start", env=env)
     assert result.returncode == 1
     assert "no Java runtime found. Install a JDK 17 or newer" in result.stderr
@@ -41,7 +60,11 @@ def test_missing_java_says_what_to_install(tmp_path):
 
 
 def test_kafka_home_without_libs_is_refused(tmp_path):
-    env = {"KAFKA_HOME": str(tmp_path), "MARQUEE_RUN_DIR": str(tmp_path)}
+    env = {
+        "KAFKA_HOME": str(tmp_path),
+        "MARQUEE_RUN_DIR": str(tmp_path),
+        "MARQUEE_KAFKA_PORT": str(free_port()),
+    }
     result = run("kafka/kafka.sh", "start", env=env)
     assert result.returncode == 1
     assert f"KAFKA_HOME={tmp_path} has no libs/ folder" in result.stderr

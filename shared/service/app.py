@@ -1,0 +1,187 @@
+"""Faust app factory with the house conventions built in."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import faust
+from faust.web import Request, Response, View
+
+from .. import __version__
+from ..config import Settings
+from ..events import EventCodec, HeartbeatEvent
+from ..health import Health
+from ..metrics import CONTENT_TYPE, Metrics
+from ..topics import full_name
+from .credentials import broker_credentials
+
+log = logging.getLogger(__name__)
+
+#: Probes answer without the token: orchestrators call them and they reveal nothing.
+PUBLIC_PATHS = frozenset({"/livez", "/readyz"})
+
+
+@dataclass
+class Service:
+    """What a service's agents and views share: its app, settings, health and metrics."""
+
+    name: str
+    settings: Settings
+    app: faust.App
+    health: Health
+    metrics: Metrics
+    instance: str
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_heartbeat_at: float | None = None
+    #: Extra numbers a service adds to its heartbeat (events consumed, queue depth, ...).
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def authorized(self, request: Request) -> bool:
+        token = self.settings.http_token
+        if token is None or request.path in PUBLIC_PATHS:
+            return True
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def route(self, path: str):
+        """Register a view class at ``path`` behind the token check."""
+        service = self
+
+        def decorate(view_cls: type[View]) -> type[View]:
+            original = view_cls.dispatch
+
+            async def dispatch(self, request: Request) -> Response:  # noqa: ANN001
+                if not service.authorized(request):
+                    return self.json(
+                        {"error": "unauthorized: send Authorization: Bearer <MARQUEE_HTTP_TOKEN>"},
+                        status=401,
+                    )
+                return await original(self, request)
+
+            view_cls.dispatch = dispatch  # type: ignore[method-assign]
+            return self.app.page(path)(view_cls)
+
+        return decorate
+
+
+def create_app(
+    name: str,
+    settings: Settings,
+    *,
+    heartbeat_seconds: float = 10.0,
+    instance: str | None = None,
+) -> Service:
+    """A Faust app in consumer group ``<topic prefix>marquee-<name>`` with health, metrics
+    and heartbeats. The prefix namespaces groups as it does topics, so environments that
+    share a cluster never join each other's groups."""
+    app = faust.App(
+        f"{settings.topic_prefix}marquee-{name}",
+        broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(settings),
+        broker_client_id=f"{settings.kafka_client_id}-{name}",
+        store="memory://",
+        autodiscover=False,
+        web_bind=settings.http_host,
+        web_host=settings.http_host,
+        web_port=settings.http_port,
+        # Faust's own introspection pages would bypass the token; ours are the API.
+        web_stats_enabled=False,
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+    )
+    service = Service(
+        name=name,
+        settings=settings,
+        app=app,
+        health=Health(name),
+        metrics=Metrics(service=name),
+        instance=instance or f"{name}-{socket.gethostname()}-{os.getpid()}",
+    )
+    _install_probes(service)
+    _install_heartbeat(service, heartbeat_seconds)
+    return service
+
+
+def _install_probes(service: Service) -> None:
+    @service.route("/livez")
+    class Livez(View):
+        async def get(self, request: Request) -> Response:
+            status, body = service.health.live()
+            return self.json(body, status=status)
+
+    @service.route("/readyz")
+    class Readyz(View):
+        async def get(self, request: Request) -> Response:
+            status, body = await service.health.ready()
+            return self.json(body, status=status)
+
+    @service.route("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type=; a header carries it whole.
+            return self.bytes(service.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def _install_heartbeat(service: Service, interval: float) -> None:
+    settings = service.settings
+    codec = EventCodec(max_bytes=settings.max_event_bytes)
+    topic = service.app.topic(
+        full_name("ops.heartbeats", settings.topic_prefix),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    sent = service.metrics.counter(
+        "marquee_heartbeats_sent_total", "Heartbeats published to ops.heartbeats", ("service",)
+    )
+
+    def kafka_check() -> tuple[bool, str]:
+        last = service.last_heartbeat_at
+        if last is None:
+            return False, "no heartbeat confirmed by Kafka yet"
+        age = time.monotonic() - last
+        return age < 3 * interval, f"last heartbeat confirmed {age:.1f} s ago"
+
+    service.health.add("kafka", kafka_check)
+
+    async def beat(status: str = "ok") -> None:
+        event = HeartbeatEvent.create(
+            {
+                "service": service.name,
+                "instance": service.instance,
+                "status": status,
+                "started_at": service.started_at,
+                "version": __version__,
+                "counters": dict(service.counters),
+            },
+            source=f"urn:marquee:{service.name}",
+        )
+        delivery = await topic.send(key=service.instance.encode(), value=codec.encode(event))
+        await asyncio.wait_for(delivery, 30)  # confirmed by the broker, not just queued
+        service.last_heartbeat_at = time.monotonic()
+        sent.labels(service.name).inc()
+
+    @service.app.timer(interval, on_leader=False)
+    async def heartbeat() -> None:
+        try:
+            await beat()
+        except Exception as exc:  # noqa: BLE001 - readiness reports it; the timer must live on
+            log.warning("heartbeat failed: %s", exc, extra={"service": service.name})
+
+    @service.app.task
+    async def first_heartbeat() -> None:
+        # Say "starting" at once instead of after the first interval.
+        try:
+            await beat("starting")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("first heartbeat failed: %s", exc, extra={"service": service.name})

@@ -1,0 +1,47 @@
+"""The service chassis as a real Faust worker: probes, token, metrics, heartbeats, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from kafka_helpers import read_all
+from worker_helpers import chassis_worker, get
+
+from shared.events import EventCodec
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def worker(topics, tmp_path):
+    with chassis_worker(topics, tmp_path, MARQUEE_HTTP_TOKEN=TOKEN) as (proc, port):
+        yield proc, port, topics
+
+
+def test_probes_token_metrics_and_heartbeats(worker):
+    proc, port, settings = worker
+    status, body = get(port, "/livez")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+    status, body = get(port, "/readyz")
+    checks = json.loads(body)["checks"]
+    assert status == 200
+    assert checks["kafka"]["ok"] and checks["postgres"]["ok"]
+
+    assert get(port, "/metrics")[0] == 401
+    assert get(port, "/metrics", token="wrong")[0] == 401
+    status, body = get(port, "/metrics", token=TOKEN)
+    assert status == 200
+    assert b'marquee_heartbeats_sent_total{service="probe"}' in body
+
+    beats = [EventCodec().decode(r.value) for r in read_all(settings, "ops.heartbeats", 2)]
+    assert [b.data.status for b in beats[:1]] == ["starting"]
+    assert all(b.data.instance == "probe-1" and b.data.service == "probe" for b in beats)
+
+
+def test_sigterm_stops_the_worker_cleanly(worker):
+    proc, port, _ = worker
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
