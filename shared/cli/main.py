@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         settings: Settings = load_settings(env_file=args.env_file)
         configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
         if not args.verbose:
-            # The CLI reports connection failures itself, in one line.
+            # The CLI reports connection failures itself, in one line, and its own progress.
             logging.getLogger("kafka").setLevel(logging.CRITICAL)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         return int(args.handler(args, settings) or 0)
     except (InvalidEvent, ConfigurationError) as exc:
         print(f"marquee: error: {exc}", file=sys.stderr)

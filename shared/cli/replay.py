@@ -70,11 +70,11 @@ def replay(
             pacer.wait(n)
             publisher.publish(movielens.to_event(rating))
             if n % 500 == 0:
-                bar.set_postfix(confirmed=publisher.confirmed, refresh=False)
+                bar.set_postfix_str(f"confirmed={publisher.confirmed:,}", refresh=False)
             bar.update()
-        bar.set_postfix(confirmed="flushing")
+        bar.set_postfix_str("flushing")
         publisher.flush()
-        bar.set_postfix(confirmed=publisher.confirmed)
+        bar.set_postfix_str(f"confirmed={publisher.confirmed:,}")
         bar.close()
         return len(ratings), publisher.confirmed
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import logging
 
 from ..config import Settings
 from ..errors import ConfigurationError
 from . import Service
+
+log = logging.getLogger(__name__)
 
 SERVICES = ("recommender", "generator", "dashboard")
 
@@ -24,7 +27,32 @@ def load(name: str, settings: Settings) -> Service:
     return module.build(settings)
 
 
+def ensure_topics_at_startup(settings: Settings) -> None:
+    """The same registry code as ``marquee topics ensure``: agents subscribe to topics that
+    exist with the registry's settings, whoever started first."""
+    from kafka.admin import KafkaAdminClient
+
+    from ..kafka.admin import ensure_topics
+    from ..kafka.client import client_options
+
+    admin = KafkaAdminClient(**client_options(settings))
+    try:
+        report = ensure_topics(
+            admin,
+            prefix=settings.topic_prefix,
+            replication=settings.topic_replication,
+            partitions=settings.topic_partitions,
+        )
+    finally:
+        admin.close()
+    for name, problems in report.drift.items():
+        log.warning("topic %s differs from the registry: %s", name, "; ".join(problems))
+    if report.created:
+        log.info("created topics: %s", ", ".join(report.created))
+
+
 def run(service: Service, loglevel: str = "info") -> None:
     from faust import Worker
 
+    ensure_topics_at_startup(service.settings)
     Worker(service.app, loglevel=loglevel).execute_from_commandline()

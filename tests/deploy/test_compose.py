@@ -12,8 +12,6 @@ import fnmatch
 import os
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -336,37 +334,6 @@ def test_container_environment_validates_as_settings(services, shell, monkeypatc
 def test_compose_refuses_to_start_without_the_password(services) -> None:
     with pytest.raises(ValueError, match="MARQUEE_PG_PASSWORD"):
         container_env(services["postgres"], {})
-
-
-def _compose_cli() -> list[str] | None:
-    if shutil.which("docker"):
-        probe = subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, text=True, timeout=30
-        )
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
-
-
-def test_docker_compose_config_accepts_the_file(tmp_path) -> None:
-    cli = _compose_cli()
-    if cli is None:
-        pytest.skip("neither the `docker compose` plugin nor `docker-compose` is installed")
-    # Only MARQUEE_PG_PASSWORD: no MARQUEE_* from this shell, no .env, no user Docker config.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
-    env |= {"MARQUEE_PG_PASSWORD": "x", "HOME": str(tmp_path)}
-    empty_env_file = tmp_path / "empty.env"
-    empty_env_file.touch()
-    base = [*cli, "--project-directory", str(ROOT), "--env-file", str(empty_env_file)]
-    for profile in ([], ["--profile", "gpu"]):
-        command = [*base, "-f", str(COMPOSE_FILE), *profile, "config", "-q"]
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-        assert result.returncode == 0, result.stderr
-
-
-# --- image ---------------------------------------------------------------------------------------
 
 
 def test_dockerfile_reads_only_files_that_exist() -> None:

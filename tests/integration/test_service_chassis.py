@@ -10,6 +10,7 @@ from kafka_helpers import read_all
 from worker_helpers import chassis_worker, get
 
 from shared.events import EventCodec
+from shared.topics import TOPICS
 
 TOKEN = "s3cret-token"
 
@@ -45,3 +46,12 @@ def test_sigterm_stops_the_worker_cleanly(worker):
     proc, port, _ = worker
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
+
+
+def test_worker_creates_the_registry_topics_at_startup(settings, admin, tmp_path):
+    try:
+        with chassis_worker(settings, tmp_path):
+            present = set(admin.list_topics())
+        assert {f"{settings.topic_prefix}{name}" for name in TOPICS} <= present
+    finally:
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic_prefix)])
