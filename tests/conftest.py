@@ -34,7 +34,8 @@ STACK_ENV = {
 }
 
 
-def _script(*args: str) -> subprocess.CompletedProcess:
+def run_stack_script(*args: str) -> subprocess.CompletedProcess:
+    """Run a deploy/ script against the session's private stack."""
     return subprocess.run(
         [str(ROOT / "deploy" / args[0]), *args[1:]],
         env=STACK_ENV,
@@ -54,14 +55,14 @@ def pytest_collection_modifyitems(items):
 def stack() -> Iterator[dict[str, str]]:
     """Start Kafka and Postgres once; stop them at the end unless MARQUEE_TEST_KEEP_STACK=1."""
     for script in (("kafka/kafka.sh", "start"), ("postgres/postgres.sh", "start")):
-        result = _script(*script)
+        result = run_stack_script(*script)
         if result.returncode != 0:
             pytest.fail(f"{' '.join(script)} failed:\n{result.stderr}", pytrace=False)
     dsn = (RUN_DIR / "postgres" / "dsn").read_text().strip()
     yield {"bootstrap": f"127.0.0.1:{KAFKA_PORT}", "dsn": dsn}
     if os.environ.get("MARQUEE_TEST_KEEP_STACK") != "1":
-        _script("kafka/kafka.sh", "stop")
-        _script("postgres/postgres.sh", "stop")
+        run_stack_script("kafka/kafka.sh", "stop")
+        run_stack_script("postgres/postgres.sh", "stop")
 
 
 @pytest.fixture

@@ -13,6 +13,6 @@ def register(commands) -> None:
 
 
 def run(args, settings: Settings) -> int:
-    service = runner.load(args.service, settings)
+    service = runner.load(args.service, args.env_file)
     runner.run(service, loglevel=settings.log_level.lower())
     return 0

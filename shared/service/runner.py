@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
 
-from ..config import Settings
+from ..config import Settings, load_settings
 from ..errors import ConfigurationError
 from . import Service
 
@@ -14,8 +15,9 @@ log = logging.getLogger(__name__)
 SERVICES = ("recommender", "generator", "dashboard")
 
 
-def load(name: str, settings: Settings) -> Service:
-    """Import ``services.<name>.app`` and call its ``build(settings)``."""
+def load(name: str, env_file: Path | None = None) -> Service:
+    """Import ``services.<name>.app`` and call its ``build()`` with its own settings class
+    (``SETTINGS`` in that module) loaded from the environment and ``env_file``."""
     if name not in SERVICES:
         raise ConfigurationError(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
     try:
@@ -24,7 +26,7 @@ def load(name: str, settings: Settings) -> Service:
         if exc.name != f"services.{name}.app":
             raise
         raise ConfigurationError(f"the {name} service is not part of this release yet") from None
-    return module.build(settings)
+    return module.build(load_settings(getattr(module, "SETTINGS", Settings), env_file))
 
 
 def ensure_topics_at_startup(settings: Settings) -> None:

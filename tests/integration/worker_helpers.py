@@ -32,19 +32,21 @@ def get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@contextmanager
 def chassis_worker(settings, tmp_path: Path, **env: str):
-    """Start chassis_app.py, wait until /readyz answers 200, stop it with SIGTERM after."""
+    """The chassis probe service (chassis_app.py) as a worker."""
+    command = [sys.executable, str(Path(__file__).with_name("chassis_app.py")), "probe-1"]
+    return service_worker(settings, tmp_path, command, **env)
+
+
+@contextmanager
+def service_worker(settings, tmp_path: Path, command: list[str], **env: str):
+    """Start a worker, wait until /readyz answers 200, stop it with SIGTERM after."""
     port = free_port()
     env = cli_env(settings) | {"MARQUEE_HTTP_PORT": str(port), "MARQUEE_LOG_LEVEL": "INFO"} | env
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("chassis_app.py")), "probe-1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
         )
     try:
         deadline = time.monotonic() + 90

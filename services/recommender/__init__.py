@@ -1,0 +1,1 @@
+"""The recommender: interactions -> Postgres -> ALS factors -> recommendations."""

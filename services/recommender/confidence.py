@@ -1,0 +1,36 @@
+"""How much implicit-feedback confidence one interaction carries (pure logic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events import Interaction
+
+from .settings import RecommenderSettings
+
+
+@dataclass(frozen=True)
+class Weights:
+    view: float = 1.0
+    click: float = 2.0
+    like: float = 4.0
+    share: float = 6.0
+    dwell_per_minute: float = 1.0
+    dwell_max: float = 5.0
+
+    @classmethod
+    def from_settings(cls, s: RecommenderSettings) -> Weights:
+        return cls(
+            s.weight_view,
+            s.weight_click,
+            s.weight_like,
+            s.weight_share,
+            s.weight_dwell_per_minute,
+            s.dwell_max_weight,
+        )
+
+    def of(self, interaction: Interaction) -> float:
+        if interaction.action == "dwell":
+            minutes = (interaction.dwell_seconds or 0.0) / 60.0
+            return min(self.dwell_max, minutes * self.dwell_per_minute)
+        return getattr(self, interaction.action)

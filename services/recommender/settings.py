@@ -1,0 +1,24 @@
+"""The recommender's settings: the shared ones plus its own (prefix ``MARQUEE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.config import Settings
+
+
+class RecommenderSettings(Settings):
+    # Implicit-feedback confidence each interaction adds to its user x item pair.
+    weight_view: float = Field(default=1.0, ge=0)
+    weight_click: float = Field(default=2.0, ge=0)
+    weight_like: float = Field(default=4.0, ge=0)
+    weight_share: float = Field(default=6.0, ge=0)
+    #: Dwell adds this much per minute spent, up to ``dwell_max_weight``.
+    weight_dwell_per_minute: float = Field(default=1.0, ge=0)
+    dwell_max_weight: float = Field(default=5.0, ge=0)
+
+    # Ingest batching: a batch closes at this many events or after this long.
+    ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
+    ingest_batch_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: Longest pause between retries of a failing database write.
+    retry_max_seconds: float = Field(default=10.0, gt=0)
