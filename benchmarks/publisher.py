@@ -20,7 +20,7 @@ from shared.config import Settings
 from shared.events import ContentRequestEvent
 from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_options
-from shared.kafka.publisher import CONTENT_TYPE, PRODUCER_DEFAULTS, Publisher
+from shared.kafka.publisher import PRODUCER_DEFAULTS, Publisher
 from shared.topics import TOPICS
 
 from .harness import BenchmarkError, Context, Result, benchmark
@@ -121,8 +121,8 @@ def _events(count: int) -> list[ContentRequestEvent]:
 
 
 def _record(encoder: Publisher, event: ContentRequestEvent) -> Record:
-    topic, key, value = encoder.encode(event)
-    return topic, key, value, [("content-type", CONTENT_TYPE), ("ce_type", event.type.encode())]
+    r = encoder.encode(event)
+    return r.topic, r.key, r.value, r.headers
 
 
 def _timed(send: Callable[[list], None], items: list) -> float:

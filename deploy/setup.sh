@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a fresh machine: system packages, the Python
 # environment, the Kafka jars and the registry data. A second run skips what is done.
-#   As root: Debian packages for Java, Maven and PostgreSQL (apt-get).
+#   As root: Debian packages for Java, Maven, PostgreSQL and venv (apt-get).
 #   As a user: nothing system-wide; PostgreSQL comes from the pgserver wheel.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -11,10 +11,11 @@ PY="${MARQUEE_BOOTSTRAP_PYTHON:-python3}"
 
 system_packages() {
     local missing=()
-    command -v java >/dev/null || [[ -n "${JAVA_HOME:-}" ]] || missing+=(openjdk-17-jre-headless)
+    command -v java >/dev/null || [[ -n "${JAVA_HOME:-}" ]] || missing+=(default-jre-headless)
     command -v mvn >/dev/null || [[ -n "${KAFKA_HOME:-}" ]] || missing+=(maven)
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-    "$PY" -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+    # Debian ships the venv module without ensurepip; python3-venv brings it.
+    "$PY" -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
     ((${#missing[@]})) || return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         say "installing Debian packages: ${missing[*]}"
@@ -31,6 +32,13 @@ system_packages() {
     fi
 }
 
+# pgserver 0.1.4 ships wheels up to CPython 3.12 only.
+check_pg_wheel_python() {
+    [[ "${PG_FROM_WHEEL:-0}" == 1 ]] || return 0
+    "$PY" -c 'import sys; sys.exit(sys.version_info >= (3, 13))' \
+        || die "no PostgreSQL server for $("$PY" --version 2>&1): the pgserver wheel stops at Python 3.12. Install postgresql (apt-get install postgresql) or use Python 3.12 (MARQUEE_BOOTSTRAP_PYTHON=python3.12)."
+}
+
 python_env() {
     local want
     want="$(cat "$ROOT_DIR/pyproject.toml" "$ROOT_DIR/requirements.lock" | sha256sum | cut -d' ' -f1)"
@@ -39,10 +47,15 @@ python_env() {
     fi
     "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "Python 3.11 or newer is needed; found $("$PY" --version 2>&1). Set MARQUEE_BOOTSTRAP_PYTHON to a newer one."
+    # A venv made before python3-venv was installed has a python but no pip: start afresh.
+    if [[ -e "$VENV/bin/python" || -L "$VENV/bin/python" ]] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        say "the Python environment in .venv has no working pip; recreating it"
+        rm -rf "$VENV"
+    fi
     [[ -x "$VENV/bin/python" ]] || { say "creating the Python environment in .venv"; "$PY" -m venv "$VENV"; }
     say "installing Python dependencies (pinned by requirements.lock)"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "$ROOT_DIR[dev]" >&2
+    "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "${ROOT_DIR}[dev]" >&2
     # MovieLens-100k ships inside this wheel; its dependencies (PyTorch...) are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps "recbole==1.2.1" >&2
     echo "$want" > "$STAMP"
@@ -57,6 +70,8 @@ pg_wheel() {
 }
 
 system_packages
+java_bin >/dev/null  # Kafka 4 needs Java 17+; default-jre-headless is older on some releases
+check_pg_wheel_python
 python_env
 pg_wheel
 "$DEPLOY_DIR/kafka/kafka.sh" fetch

@@ -19,7 +19,12 @@ up() {
             echo "MARQUEE_POSTGRES_DSN=$("$DEPLOY_DIR/postgres/postgres.sh" dsn)"
         } > "$ENV_FILE"
     )
-    "$PYTHON" -m shared.cli.main --env-file "$ENV_FILE" topics ensure >/dev/null
+    # Quiet on success; on failure the CLI's own explanation is what the user needs.
+    local out
+    if ! out="$("$PYTHON" -m shared.cli.main --env-file "$ENV_FILE" topics ensure 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        die "'marquee topics ensure' failed (its output is above); Kafka's log is in $RUN_DIR/kafka/logs"
+    fi
     say "topics ensured; stack is up (settings in $ENV_FILE)"
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     topic_partitions: int | None = Field(default=None, ge=1, le=1000)
 
     # Postgres
-    postgres_dsn: SecretStr = SecretStr("postgresql+psycopg2://marquee@127.0.0.1:5432/marquee")
+    postgres_dsn: SecretStr = SecretStr("postgresql+psycopg2://marquee@127.0.0.1:5433/marquee")
     postgres_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$", max_length=63)
 
     # Events
@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("http_token")
+    @classmethod
+    def _token_is_long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return token
 
     @model_validator(mode="after")
     def _security_is_consistent(self) -> Settings:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 CheckResult = tuple[bool, str]
 Check = Callable[[], CheckResult | Awaitable[CheckResult]]
@@ -31,9 +34,13 @@ class Health:
 
     async def _run(self, check: Check) -> dict:
         try:
-            outcome = check()
-            if inspect.isawaitable(outcome):
-                outcome = await asyncio.wait_for(outcome, self.timeout_seconds)
+            if inspect.iscoroutinefunction(check):
+                outcome = await asyncio.wait_for(check(), self.timeout_seconds)
+            else:
+                # A blocking check (a database ping) must not stall the event loop.
+                outcome = await asyncio.wait_for(asyncio.to_thread(check), self.timeout_seconds)
+                if inspect.isawaitable(outcome):
+                    outcome = await asyncio.wait_for(outcome, self.timeout_seconds)
             ok, detail = outcome
         except TimeoutError:
             ok, detail = False, f"timed out after {self.timeout_seconds:g} s"
@@ -41,10 +48,17 @@ class Health:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         return {"ok": bool(ok), "detail": detail}
 
-    async def ready(self) -> tuple[int, dict]:
-        # Concurrently: one slow dependency must not multiply the probe's latency.
+    async def ready(self, verbose: bool = True) -> tuple[int, dict]:
+        """Run every check concurrently (one slow dependency must not multiply the probe's
+        latency). Without ``verbose`` the body names failing checks but not their details,
+        which can carry host names: probes answer anyone, details only the token holder."""
         outcomes = await asyncio.gather(*(self._run(c) for c in self.checks.values()))
         results = dict(zip(self.checks, outcomes, strict=True))
+        if not verbose:
+            for name, result in results.items():
+                if not result["ok"]:
+                    log.warning("readiness check %s failed: %s", name, result["detail"])
+                result["detail"] = "ok" if result["ok"] else "failing (details in the log)"
         ready = all(r["ok"] for r in results.values())
         body = {"service": self.service, "status": "ok" if ready else "fail", "checks": results}
         return (200 if ready else 503), body

@@ -24,6 +24,8 @@ class TopicSpec:
     #: Consumed by a Marquee service, so it gets a ``<name>.dlq`` companion.
     has_dlq: bool = False
     description: str = ""
+    #: The key field holds base64 bytes to decode (dead letters keep the original key).
+    key_is_base64: bool = False
     extra_config: dict[str, str] = field(default_factory=dict)
 
     def configs(self) -> dict[str, str]:
@@ -39,7 +41,8 @@ def _dlq(spec: TopicSpec) -> TopicSpec:
         name=f"{spec.name}.dlq",
         partitions=1,
         retention_ms=30 * DAY_MS,
-        key_field="source_topic",
+        key_field="key_b64",
+        key_is_base64=True,
         event_types=("marquee.dead_letter.v1",),
         description=f"dead letters from {spec.name}: original bytes, reason, position",
     )

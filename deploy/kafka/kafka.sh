@@ -5,7 +5,8 @@
 #   kafka.sh stop    stop cleanly (SIGTERM, then SIGKILL after 30 s)
 #   kafka.sh status  exit 0 when running and answering admin calls
 # An existing installation is used instead of the jars when KAFKA_HOME is set.
-# MARQUEE_JAVA / MARQUEE_MVN name the java and mvn commands (default: from PATH).
+# MARQUEE_JAVA / MARQUEE_MVN name the java and mvn commands (default: from PATH); java_bin
+# (lib.sh) insists on Java 17 or newer.
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 KAFKA_DIR="$DEPLOY_DIR/kafka"
@@ -20,16 +21,6 @@ PID_FILE="$STATE_DIR/kafka.pid"
 CONFIG="$STATE_DIR/server.properties"
 BOOTSTRAP="127.0.0.1:$PORT"
 MVN="${MARQUEE_MVN:-mvn}"
-
-java_bin() {
-    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-        echo "$JAVA_HOME/bin/java"
-    elif command -v "${MARQUEE_JAVA:-java}" >/dev/null; then
-        command -v "${MARQUEE_JAVA:-java}"
-    else
-        die "no Java runtime found. Install a JDK 17 or newer (Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
-    fi
-}
 
 classpath() {
     if [[ -n "${KAFKA_HOME:-}" ]]; then
@@ -46,15 +37,18 @@ fetch() {
         say "using the Kafka installation in KAFKA_HOME=$KAFKA_HOME"
         return 0
     fi
-    if [[ -f "$KAFKA_DIR/target/lib/.complete" ]]; then
+    # The stamp holds the pom's hash: editing pom.xml (a new Kafka version) fetches again.
+    local want
+    want="$(sha256sum "$KAFKA_DIR/pom.xml" | cut -d' ' -f1)"
+    if [[ -f "$KAFKA_DIR/target/lib/.complete" && "$(cat "$KAFKA_DIR/target/lib/.complete")" == "$want" ]]; then
         return 0
     fi
     command -v "$MVN" >/dev/null || die "neither Maven nor KAFKA_HOME found. Install Maven (Debian: apt-get install maven) to fetch the broker jars, or set KAFKA_HOME to an unpacked Apache Kafka 4.x release."
-    say "fetching the Apache Kafka broker jars with Maven (first run only)..."
+    say "fetching the Apache Kafka broker jars with Maven (first run, or pom.xml changed)..."
     rm -rf "$KAFKA_DIR/target/lib"
     "$MVN" -q -B -f "$KAFKA_DIR/pom.xml" dependency:copy-dependencies >&2 \
         || die "Maven could not fetch the Kafka jars (see its output above)."
-    touch "$KAFKA_DIR/target/lib/.complete"
+    echo "$want" > "$KAFKA_DIR/target/lib/.complete"
 }
 
 ready() {

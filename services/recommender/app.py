@@ -52,7 +52,6 @@ def build(settings: RecommenderSettings) -> Service:
 
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     interactions = app.topic(full_name("interactions", settings.topic_prefix), **raw)
-    dlq = app.topic(full_name("interactions.dlq", settings.topic_prefix), **raw)
 
     m = service.metrics
     consumed = m.counter("marquee_events_consumed_total", "Events read from Kafka", ("topic",))
@@ -109,9 +108,9 @@ def build(settings: RecommenderSettings) -> Service:
                     dwell_seconds=data.dwell_seconds,
                     rating=data.rating,
                     occurred_at=parsed.time,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
+                    kafka_topic=msg.topic,
+                    kafka_partition=msg.partition,
+                    kafka_offset=msg.offset,
                 )
             )
         return rows, letters
@@ -121,10 +120,7 @@ def build(settings: RecommenderSettings) -> Service:
         rows, letters = classify(events)
         for letter in letters:
             # Confirmed before the batch is acked: a dead letter is never lost either.
-            delivery = await dlq.send(
-                key=letter.data.source_topic.encode(), value=DLQ_CODEC.encode(letter)
-            )
-            await delivery
+            await service.publish(letter, topic="interactions.dlq", codec=DLQ_CODEC)
             log.info("dead letter %s: %s", letter.id, letter.data.error)
         if store is None:
             store = await asyncio.to_thread(InteractionStore, engine)

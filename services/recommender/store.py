@@ -24,9 +24,9 @@ class InteractionRow:
     dwell_seconds: float | None
     rating: float | None
     occurred_at: datetime
-    topic: str
-    partition: int
-    offset: int
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
 
 
 class InteractionStore:

@@ -13,10 +13,10 @@ from collections import Counter
 from ..config import Settings
 from ..data import movielens
 from ..db import current_revision, make_engine
-from ..kafka.admin import ensure_topics
+from ..kafka.admin import ensure_from_settings
 from ..kafka.offsets import end_offsets
 from ..topics import full_name
-from .replay import replay
+from .replay import positive_int, rate, replay
 from .topics import admin_client
 
 
@@ -24,8 +24,10 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "demo", help="replay MovieLens-100k through the stack and summarise"
     )
-    parser.add_argument("--limit", type=int, help="replay only the first N ratings (default: all)")
-    parser.add_argument("--rate", type=float, default=0.0, help="events per second (default: max)")
+    parser.add_argument(
+        "--limit", type=positive_int, help="replay only the first N ratings (default: all)"
+    )
+    parser.add_argument("--rate", type=rate, default=0.0, help="events per second (default: max)")
     parser.set_defaults(handler=run)
 
 
@@ -38,9 +40,7 @@ def run(args, settings: Settings) -> int:
     _step(f"Kafka at {settings.kafka_bootstrap_servers}: ensuring topics")
     admin = admin_client(settings)
     try:
-        report = ensure_topics(
-            admin, prefix=settings.topic_prefix, replication=settings.topic_replication
-        )
+        report = ensure_from_settings(admin, settings)
         print(
             f"    {len(report.created)} created, {len(report.unchanged) + len(report.reconciled)} already there"
         )

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings: Settings = load_settings(env_file=args.env_file)
         configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
-        if not args.verbose:
+        if not args.verbose and args.command != "serve":
             # The CLI reports connection failures itself, in one line, and its own progress.
             logging.getLogger("kafka").setLevel(logging.CRITICAL)
             logging.getLogger("alembic").setLevel(logging.WARNING)

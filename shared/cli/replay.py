@@ -15,30 +15,30 @@ def register(commands) -> None:
     parser = commands.add_parser("replay", help="replay a data set as interaction events")
     sub = parser.add_subparsers(dest="dataset", required=True, parser_class=type(parser))
     ml = sub.add_parser("movielens", help="MovieLens-100k ratings in timestamp order")
-    ml.add_argument("--rate", type=_rate, default=0.0, help="events per second (default: max)")
-    ml.add_argument("--limit", type=_positive, help="replay only the first N ratings")
+    ml.add_argument("--rate", type=rate, default=0.0, help="events per second (default: max)")
+    ml.add_argument("--limit", type=positive_int, help="replay only the first N ratings")
     ml.add_argument("--quiet", action="store_true", help="no progress bar")
     ml.set_defaults(handler=run)
 
 
-def _rate(text: str) -> float:
+def rate(text: str) -> float:
     value = float(text.removesuffix("/s"))
     if value < 0:
         raise ValueError("rate must be >= 0")
     return value
 
 
-_rate.__name__ = "rate (events per second, e.g. 500 or 500/s)"
+rate.__name__ = "rate (events per second, e.g. 500 or 500/s)"
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("must be > 0")
     return value
 
 
-_positive.__name__ = "positive integer"
+positive_int.__name__ = "positive integer"
 
 
 class Pacer:

@@ -14,5 +14,5 @@ def register(commands) -> None:
 
 def run(args, settings: Settings) -> int:
     service = runner.load(args.service, args.env_file)
-    runner.run(service, loglevel=settings.log_level.lower())
+    runner.run(service)
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import Settings
-from ..kafka.admin import ensure_topics
+from ..kafka.admin import ensure_from_settings
 from ..kafka.client import client_options
 from ..topics import TOPICS
 
@@ -29,13 +29,7 @@ def admin_client(settings: Settings):
 def run_ensure(args, settings: Settings) -> int:
     admin = admin_client(settings)
     try:
-        report = ensure_topics(
-            admin,
-            prefix=settings.topic_prefix,
-            replication=settings.topic_replication,
-            partitions=settings.topic_partitions,
-            reconcile=not args.check,
-        )
+        report = ensure_from_settings(admin, settings, reconcile=not args.check)
     finally:
         admin.close()
     for line in report.lines():

@@ -9,6 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
+from .engine import quoted_schema
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -23,7 +25,7 @@ def _config(engine: Engine, schema: str) -> Config:
 def upgrade(engine: Engine, schema: str = "public", revision: str = "head") -> None:
     """Bring ``schema`` up to ``revision``; a no-op when it is already there."""
     with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quoted_schema(schema)}"))
     command.upgrade(_config(engine, schema), revision)
 
 

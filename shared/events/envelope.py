@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Strict as PydanticStrict
 
 from ..errors import InvalidEvent
 
@@ -54,7 +55,8 @@ class Envelope(BaseModel, Generic[D]):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     source: str = Field(min_length=1, max_length=256)
     type: str
-    time: AwareDatetime
+    #: RFC 3339 text on the wire (strict: a bare epoch number is refused).
+    time: Annotated[AwareDatetime, PydanticStrict()]
     subject: str | None = Field(default=None, max_length=256)
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = Field(default=None, max_length=512)

@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass, field
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError, for_code
 
+from ..config import Settings
 from ..topics import TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,8 @@ class TopicReport:
     reconciled: dict[str, list[str]] = field(default_factory=dict)
     #: topic -> settings that differ from the registry and were not (or cannot be) fixed
     drift: dict[str, list[str]] = field(default_factory=dict)
+    #: topic -> harmless differences (more partitions than the registry: scaled out)
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -29,6 +33,7 @@ class TopicReport:
         out = [f"created    {t}" for t in self.created]
         out += [f"reconciled {t}: {'; '.join(c)}" for t, c in self.reconciled.items()]
         out += [f"DRIFT      {t}: {'; '.join(c)}" for t, c in self.drift.items()]
+        out += [f"note       {t}: {'; '.join(c)}" for t, c in self.notes.items()]
         out += [f"ok         {t}" for t in self.unchanged]
         return out
 
@@ -57,7 +62,7 @@ def ensure_topics(
     missing = {n: s for n, s in names.items() if n not in existing}
     if missing:
         if reconcile:
-            admin.create_topics(
+            result = admin.create_topics(
                 {
                     n: {
                         "num_partitions": _wanted(s, partitions),
@@ -67,8 +72,18 @@ def ensure_topics(
                     for n, s in missing.items()
                 },
                 wait_for_metadata=True,
+                raise_errors=False,
             )
-            report.created.extend(sorted(missing))
+            for topic in result.get("topics", []):
+                code = topic.get("error_code", 0)
+                if code == 0:
+                    report.created.append(topic["name"])
+                elif code == TopicAlreadyExistsError.errno:
+                    # Another replica created it a moment ago: check it like the others.
+                    existing.add(topic["name"])
+                else:
+                    raise for_code(code)(f"creating {topic['name']}: {topic.get('error_message')}")
+            report.created.sort()
         else:
             for n in missing:
                 report.drift[n] = ["missing"]
@@ -94,7 +109,8 @@ def ensure_topics(
             else:
                 problems.append(f"partitions {have_parts}, registry says {want_parts}")
         elif have_parts > want_parts:
-            problems.append(f"partitions {have_parts} > registry's {want_parts} (cannot shrink)")
+            # Scaled out beyond the registry: fine (partitions can never shrink anyway).
+            report.notes[name] = [f"{have_parts} partitions, registry says {want_parts}"]
         replicas = {len(p["replica_nodes"]) for p in described[name]["partitions"]}
         if replicas != {replication}:
             problems.append(f"replication {sorted(replicas)}, expected {replication}")
@@ -119,3 +135,17 @@ def ensure_topics(
     for name, fixes in report.reconciled.items():
         log.info("topic %s reconciled: %s", name, "; ".join(fixes))
     return report
+
+
+def ensure_from_settings(
+    admin: KafkaAdminClient, settings: Settings, *, reconcile: bool = True
+) -> TopicReport:
+    """:func:`ensure_topics` with the prefix, replication and partitions the settings name.
+    The CLI, the services at start-up and the demo all call this."""
+    return ensure_topics(
+        admin,
+        prefix=settings.topic_prefix,
+        replication=settings.topic_replication,
+        partitions=settings.topic_partitions,
+        reconcile=reconcile,
+    )

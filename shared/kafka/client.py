@@ -10,7 +10,7 @@ from ..config import Settings
 def client_options(settings: Settings) -> dict[str, Any]:
     """kafka-python keyword arguments for bootstrap servers and SASL/TLS."""
     opts: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap_servers.split(",")],
         "client_id": settings.kafka_client_id,
         "security_protocol": settings.kafka_security_protocol,
     }

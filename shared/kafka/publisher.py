@@ -16,19 +16,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
 from ..config import Settings
-from ..errors import DeliveryError, InvalidEvent
+from ..errors import DeliveryError
 from ..events import EventCodec
 from ..events.envelope import Envelope
-from ..topics import TOPIC_FOR_TYPE, full_name, spec
 from .client import client_options
+from .records import Record, to_record
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPE = b"application/cloudevents+json; charset=UTF-8"
 
 #: Producer settings the SDK insists on; a benchmark's bare producer uses the same.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -38,6 +36,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "batch_size": 64 * 1024,
     "compression_type": None,
     "delivery_timeout_ms": 120_000,
+    # How long send() may wait for topic metadata or buffer space before failing.
+    "max_block_ms": 10_000,
 }
 
 
@@ -63,35 +63,34 @@ class Publisher:
         self._lock = threading.Lock()
         self.confirmed = 0
         self.failed = 0
-        self._last_error: BaseException | None = None
+        self._unreported: list[BaseException] = []  # failures since the last flush
 
     # -- sending -------------------------------------------------------------------------
-    def encode(self, event: Envelope, topic: str | None = None) -> tuple[str, bytes, bytes]:
-        """Validate ``event`` and return ``(topic, key, value)`` without sending."""
-        base = topic or TOPIC_FOR_TYPE.get(event.type)
-        if base is None:
-            raise InvalidEvent(f"no topic carries events of type {event.type!r}")
-        topic_spec = spec(base)
-        if event.type not in topic_spec.event_types:
-            raise InvalidEvent(
-                f"topic {base!r} carries {', '.join(topic_spec.event_types)}, not {event.type!r}"
-            )
-        value = self._codec.encode(event)
-        key = getattr(event.data, topic_spec.key_field, None)
-        if key is None:
-            raise InvalidEvent(f"data.{topic_spec.key_field} is the key of {base!r} and is missing")
-        return full_name(base, self._prefix), str(key).encode(), value
+    def encode(self, event: Envelope, topic: str | None = None) -> Record:
+        """Validate ``event`` and return the record it would be, without sending."""
+        return to_record(event, self._codec, prefix=self._prefix, topic=topic)
 
     def publish(self, event: Envelope, *, topic: str | None = None) -> FutureRecordMetadata:
         """Send one event; returns the future of its broker confirmation.
 
-        Raises :class:`InvalidEvent` before anything reaches Kafka when the event is bad.
+        Raises :class:`InvalidEvent` before anything reaches Kafka when the event is bad,
+        and :class:`DeliveryError` when the record cannot be handed to the broker.
         """
-        name, key, value = self.encode(event, topic)
-        headers = [("content-type", CONTENT_TYPE), ("ce_type", event.type.encode())]
-        future = self._producer.send(name, key=key, value=value, headers=headers)
+        record = self.encode(event, topic)
+        try:
+            future = self._producer.send(
+                record.topic, key=record.key, value=record.value, headers=record.headers
+            )
+        except KafkaTimeoutError as exc:
+            # No metadata for the topic within max_block_ms: missing topic or no broker.
+            raise DeliveryError(
+                f"topic {record.topic!r} is not known to the broker (does it exist? "
+                f"`marquee topics ensure` creates it) or the broker is unreachable: {exc}"
+            ) from exc
+        except KafkaError as exc:
+            raise DeliveryError(f"could not send event {event.id}: {exc}") from exc
         future.add_callback(self._on_success)
-        future.add_errback(self._on_error, name)
+        future.add_errback(self._on_error, record.topic)
         return future
 
     def publish_many(self, events: Iterable[Envelope], *, topic: str | None = None) -> int:
@@ -116,16 +115,18 @@ class Publisher:
     def _on_error(self, topic: str, exc: BaseException) -> None:
         with self._lock:
             self.failed += 1
-            self._last_error = exc
+            self._unreported.append(exc)
         log.error("delivery to %s failed: %s", topic, exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event sent so far is confirmed; raise if any failed."""
         self._producer.flush(timeout=timeout)
         with self._lock:
-            failed, last = self.failed, self._last_error
-        if failed:
-            raise DeliveryError(f"{failed} event(s) were not confirmed by the broker: {last}")
+            failures, self._unreported = self._unreported, []
+        if failures:
+            raise DeliveryError(
+                f"{len(failures)} event(s) were not confirmed by the broker: {failures[-1]}"
+            )
 
     def close(self, timeout: float | None = 30.0) -> None:
         try:

@@ -17,9 +17,10 @@ from faust.web import Request, Response, View
 from .. import __version__
 from ..config import Settings
 from ..events import EventCodec, HeartbeatEvent
+from ..events.envelope import Envelope
 from ..health import Health
+from ..kafka.records import to_record
 from ..metrics import CONTENT_TYPE, Metrics
-from ..topics import full_name
 from .credentials import broker_credentials
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,34 @@ class Service:
     last_heartbeat_at: float | None = None
     #: Extra numbers a service adds to its heartbeat (events consumed, queue depth, ...).
     counters: dict[str, float] = field(default_factory=dict)
+    codec: EventCodec = field(default_factory=EventCodec)
+    _topics: dict[str, faust.TopicT] = field(default_factory=dict)
 
-    def authorized(self, request: Request) -> bool:
+    async def publish(
+        self, event: Envelope, *, topic: str | None = None, codec: EventCodec | None = None
+    ) -> None:
+        """Send ``event`` by the registry's rules and wait until the broker confirms it."""
+        record = to_record(
+            event, codec or self.codec, prefix=self.settings.topic_prefix, topic=topic
+        )
+        channel = self._topics.get(record.topic)
+        if channel is None:
+            channel = self._topics[record.topic] = self.app.topic(
+                record.topic, key_serializer="raw", value_serializer="raw"
+            )
+        delivery = await channel.send(key=record.key, value=record.value, headers=record.headers)
+        await asyncio.wait_for(delivery, 30)  # confirmed by the broker, not just queued
+
+    def has_token(self, request: Request) -> bool:
+        """True when no token is configured or the request carries it."""
         token = self.settings.http_token
-        if token is None or request.path in PUBLIC_PATHS:
+        if token is None:
             return True
         given = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        return hmac.compare_digest(given.encode(), expected.encode())
+        return hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode())
+
+    def authorized(self, request: Request) -> bool:
+        return request.path in PUBLIC_PATHS or self.has_token(request)
 
     def route(self, path: str):
         """Register a view class at ``path`` behind the token check."""
@@ -107,6 +128,10 @@ def create_app(
         health=Health(name),
         metrics=Metrics(service=name),
         instance=instance or f"{name}-{socket.gethostname()}-{os.getpid()}",
+        codec=EventCodec(
+            max_bytes=settings.max_event_bytes,
+            max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        ),
     )
     _install_probes(service)
     _install_heartbeat(service, heartbeat_seconds)
@@ -123,7 +148,7 @@ def _install_probes(service: Service) -> None:
     @service.route("/readyz")
     class Readyz(View):
         async def get(self, request: Request) -> Response:
-            status, body = await service.health.ready()
+            status, body = await service.health.ready(verbose=service.has_token(request))
             return self.json(body, status=status)
 
     @service.route("/metrics")
@@ -134,13 +159,6 @@ def _install_probes(service: Service) -> None:
 
 
 def _install_heartbeat(service: Service, interval: float) -> None:
-    settings = service.settings
-    codec = EventCodec(max_bytes=settings.max_event_bytes)
-    topic = service.app.topic(
-        full_name("ops.heartbeats", settings.topic_prefix),
-        key_serializer="raw",
-        value_serializer="raw",
-    )
     sent = service.metrics.counter(
         "marquee_heartbeats_sent_total", "Heartbeats published to ops.heartbeats", ("service",)
     )
@@ -166,8 +184,7 @@ def _install_heartbeat(service: Service, interval: float) -> None:
             },
             source=f"urn:marquee:{service.name}",
         )
-        delivery = await topic.send(key=service.instance.encode(), value=codec.encode(event))
-        await asyncio.wait_for(delivery, 30)  # confirmed by the broker, not just queued
+        await service.publish(event)
         service.last_heartbeat_at = time.monotonic()
         sent.labels(service.name).inc()
 

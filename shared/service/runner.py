@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import Settings, load_settings
 from ..errors import ConfigurationError
+from ..logging import configure_logging
 from . import Service
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,12 @@ def ensure_topics_at_startup(settings: Settings) -> None:
     exist with the registry's settings, whoever started first."""
     from kafka.admin import KafkaAdminClient
 
-    from ..kafka.admin import ensure_topics
+    from ..kafka.admin import ensure_from_settings
     from ..kafka.client import client_options
 
     admin = KafkaAdminClient(**client_options(settings))
     try:
-        report = ensure_topics(
-            admin,
-            prefix=settings.topic_prefix,
-            replication=settings.topic_replication,
-            partitions=settings.topic_partitions,
-        )
+        report = ensure_from_settings(admin, settings)
     finally:
         admin.close()
     for name, problems in report.drift.items():
@@ -53,8 +49,14 @@ def ensure_topics_at_startup(settings: Settings) -> None:
         log.info("created topics: %s", ", ".join(report.created))
 
 
-def run(service: Service, loglevel: str = "info") -> None:
+def run(service: Service) -> None:
+    """Configure logging from the settings, ensure topics, run the worker until stopped."""
     from faust import Worker
 
-    ensure_topics_at_startup(service.settings)
-    Worker(service.app, loglevel=loglevel).execute_from_commandline()
+    settings = service.settings
+    configure_logging(settings.log_level, settings.log_format)
+    ensure_topics_at_startup(settings)
+    # Our handlers (MARQUEE_LOG_FORMAT=json included), not mode's colour logger on stdout.
+    Worker(
+        service.app, loglevel=settings.log_level.lower(), override_logging=False
+    ).execute_from_commandline()

@@ -302,7 +302,7 @@ def test_every_marquee_variable_is_a_settings_field() -> None:
                 "MARQUEE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
                 "MARQUEE_KAFKA_SASL_USERNAME": "marquee",
                 "MARQUEE_KAFKA_SASL_PASSWORD": "s3cret",
-                "MARQUEE_HTTP_TOKEN": "t0ken",
+                "MARQUEE_HTTP_TOKEN": "a-token-of-24-characters",
             },
             id="sasl-and-token",
         ),

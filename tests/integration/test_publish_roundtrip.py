@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka_helpers import read_all, record_count
 
-from shared.errors import InvalidEvent
+from shared.errors import DeliveryError, InvalidEvent
 from shared.events import EVENT_TYPES, EventCodec
 from shared.events import models as m
 from shared.kafka.publisher import Publisher
@@ -35,6 +35,7 @@ SAMPLES = {
         source_topic="interactions",
         partition=0,
         offset=7,
+        key_b64="dTE=",  # the original record's key, b"u1"
         value_b64="e30=",
         error="bad",
         error_class="InvalidEvent",
@@ -61,7 +62,10 @@ def test_round_trip_with_registry_key_and_headers(topics, event_type):
     assert meta.topic == full_name(base, settings.topic_prefix)
 
     (record,) = read_all(settings, base, expected=1)
-    assert record.key == str(getattr(event.data, spec.key_field)).encode()
+    if spec.key_is_base64:  # a dead letter keeps the original record's key
+        assert record.key == b"u1"
+    else:
+        assert record.key == str(getattr(event.data, spec.key_field)).encode()
     headers = dict(record.headers)
     assert headers["ce_type"] == event_type.encode()
     assert headers["content-type"].startswith(b"application/cloudevents+json")
@@ -108,3 +112,26 @@ def test_invalid_event_never_reaches_kafka(topics):
         small.close()
     assert record_count(settings, "interactions") == 0
     assert record_count(settings, "content-requests") == 0
+
+
+def test_missing_topic_is_a_clear_delivery_error(settings):
+    # `settings` alone: this test's topics were never created.
+    event = EVENT_TYPES["marquee.interaction.v1"].create(
+        {"user_id": "u", "item_id": "i", "action": "view"}
+    )
+    with Publisher(settings) as pub, pytest.raises(DeliveryError, match="marquee topics ensure"):
+        pub.publish(event)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"user_id": "u", "item_id": "i", "action": "blink"}, "data.action"),
+        ({"user_id": 7, "item_id": "i", "action": "view"}, "data.user_id"),
+        ({"user_id": "u", "action": "view"}, "data.item_id: field required"),
+    ],
+)
+def test_bad_events_are_refused_before_kafka(topics, data, message):
+    with Publisher(topics) as pub, pytest.raises(InvalidEvent, match=message):
+        pub.publish(EVENT_TYPES["marquee.interaction.v1"].create(data))
+    assert record_count(topics, "interactions") == 0

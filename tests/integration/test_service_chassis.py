@@ -12,7 +12,7 @@ from worker_helpers import chassis_worker, get
 from shared.events import EventCodec
 from shared.topics import TOPICS
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-test"
 
 
 @pytest.fixture

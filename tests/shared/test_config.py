@@ -205,3 +205,9 @@ def test_client_options_sasl_plaintext_has_no_tls_options(monkeypatch):
     opts = client_options(Settings())
     assert opts["sasl_mechanism"] == "PLAIN"
     assert not any(k.startswith("ssl") for k in opts)
+
+
+def test_short_http_token_is_refused_with_advice(monkeypatch):
+    monkeypatch.setenv("MARQUEE_HTTP_TOKEN", "short")
+    with pytest.raises(ConfigurationError, match="MARQUEE_HTTP_TOKEN: .*at least 16 characters"):
+        load_settings()

@@ -96,3 +96,31 @@ def test_truthy_results_are_reported_as_booleans():
     health = Health("x", checks={"c": lambda: (1, "one")})
     status, body = ready(health)
     assert status == 200 and body["checks"]["c"]["ok"] is True
+
+
+def test_quiet_readiness_hides_failure_details_but_names_the_check():
+    def leaky():
+        raise ConnectionError("could not connect to db.internal:5432 as admin")
+
+    health = Health("recommender", checks={"postgres": leaky, "kafka": lambda: (True, "fine")})
+    status, body = asyncio.run(health.ready(verbose=False))
+    assert status == 503
+    assert body["checks"]["postgres"] == {"ok": False, "detail": "failing (details in the log)"}
+    assert "db.internal" not in str(body)
+
+
+def test_blocking_check_runs_off_the_event_loop_with_the_timeout():
+    def slow():
+        time.sleep(1)
+        return True, "late"
+
+    health = Health("x", checks={"slow": slow}, timeout_seconds=0.05)
+
+    async def probe():
+        started = time.monotonic()
+        result = await health.ready()
+        return result, time.monotonic() - started
+
+    (status, body), elapsed = asyncio.run(probe())
+    assert elapsed < 0.9  # the loop was free: the answer came at the timeout
+    assert body["checks"]["slow"] == {"ok": False, "detail": "timed out after 0.05 s"}

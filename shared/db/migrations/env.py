@@ -5,13 +5,15 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+from shared.db.engine import quoted_schema
+
 config = context.config
 engine = config.attributes["engine"]
 schema = config.attributes.get("schema", "public")
 
 with engine.connect() as connection:
     # Migrations create unqualified tables: they land in the target schema.
-    connection.execute(text(f'SET search_path TO "{schema}", public'))
+    connection.execute(text(f"SET search_path TO {quoted_schema(schema)}, public"))
     connection.commit()
     context.configure(
         connection=connection,

@@ -49,9 +49,10 @@ def upgrade() -> None:
         sa.Column("rating", sa.REAL),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
-        sa.Column("topic", sa.Text),
-        sa.Column("partition", sa.Integer),
-        sa.Column("offset", sa.BigInteger),
+        # Where the event was read, for tracing a row back to the log.
+        sa.Column("kafka_topic", sa.Text),
+        sa.Column("kafka_partition", sa.Integer),
+        sa.Column("kafka_offset", sa.BigInteger),
         sa.CheckConstraint(
             "action IN ('view', 'click', 'like', 'share', 'dwell')", name="interactions_action"
         ),
