@@ -38,6 +38,14 @@ class TopicReport:
         return out
 
 
+def _configs(spec: TopicSpec, replication: int) -> dict[str, str]:
+    configs = spec.configs()
+    if replication > 1:
+        # acks=all only protects data if "all" means more than the leader alone.
+        configs["min.insync.replicas"] = str(replication - 1)
+    return configs
+
+
 def _wanted(spec: TopicSpec, partitions: int | None) -> int:
     # A global override (MARQUEE_TOPIC_PARTITIONS) scales every non-DLQ topic alike.
     return partitions if partitions and not spec.name.endswith(".dlq") else spec.partitions
@@ -67,7 +75,7 @@ def ensure_topics(
                     n: {
                         "num_partitions": _wanted(s, partitions),
                         "replication_factor": replication,
-                        "configs": s.configs(),
+                        "configs": _configs(s, replication),
                     }
                     for n, s in missing.items()
                 },
@@ -116,7 +124,7 @@ def ensure_topics(
             problems.append(f"replication {sorted(replicas)}, expected {replication}")
 
         have = {k: v.get("value") for k, v in configs.get(name, {}).items()}
-        diff = {k: v for k, v in spec.configs().items() if have.get(k) != v}
+        diff = {k: v for k, v in _configs(spec, replication).items() if have.get(k) != v}
         if diff:
             desc = [f"{k} {have.get(k)} -> {v}" for k, v in sorted(diff.items())]
             if reconcile:

@@ -67,3 +67,20 @@ def test_schema_enforces_dedupe_and_one_active_model(engine):
 
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text("INSERT INTO model_versions (status) VALUES ('active')"))
+
+
+def test_concurrent_migrators_take_turns(settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = make_engine(settings)
+    schema = settings.postgres_schema
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            for future in [pool.submit(upgrade, engine, schema) for _ in range(3)]:
+                future.result()  # none of them fails on a half-created schema
+        assert current_revision(engine, schema) is not None
+        assert set(inspect(engine).get_table_names(schema=schema)) == EXPECTED_TABLES
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
