@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import marquee
 from kafka_helpers import read_all, record_count
+from stack_helpers import marquee
 
 from shared.events import EventCodec
 

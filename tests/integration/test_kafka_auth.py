@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import RUN_DIR, STACK_ENV, marquee
 from kafka.errors import KafkaError
 from kafka_helpers import read_all, record_count
 from pydantic import SecretStr
+from stack_helpers import RUN_DIR, STACK_ENV, marquee
 from worker_helpers import chassis_worker, get
 
 from shared.events import InteractionEvent

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import marquee
 from sqlalchemy import inspect, text
+from stack_helpers import marquee
 
 from shared.db import current_revision, make_engine, upgrade
 

@@ -8,10 +8,10 @@ import signal
 import sys
 import time
 
-from conftest import run_stack_script
 from kafka import KafkaProducer
 from kafka_helpers import read_all
 from sqlalchemy import text
+from stack_helpers import run_stack_script
 from worker_helpers import service_worker
 
 from shared.events import EventCodec, HeartbeatEvent, InteractionEvent

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import marquee
 from kafka_helpers import read_all, record_count
+from stack_helpers import marquee
 
 from shared.data import movielens
 from shared.events import EventCodec

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STACK_ENV
 from sqlalchemy import create_engine, text
+from stack_helpers import ROOT, STACK_ENV
 
 # Where postgres.sh puts a root-run server's files when 'postgres' cannot reach the run dir.
 FALLBACK_ROOT = Path("/var/lib/marquee")

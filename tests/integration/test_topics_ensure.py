@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import marquee
 from kafka.admin import ConfigResource, ConfigResourceType
+from stack_helpers import marquee
 
 from shared.kafka.admin import ensure_topics
 from shared.topics import TOPICS

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from stack_helpers import cli_env
 
 
 def free_port() -> int:

@@ -8,41 +8,17 @@ is left alone. Each test gets a fresh topic prefix and a fresh Postgres schema.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from stack_helpers import KAFKA_PORT, RUN_DIR, run_stack_script
 
 from shared.config import Settings
 from shared.db import make_engine, upgrade
 from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_options
-
-ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run" / "test"
-KAFKA_PORT = int(os.environ.get("MARQUEE_TEST_KAFKA_PORT", "19092"))
-PG_PORT = int(os.environ.get("MARQUEE_TEST_PG_PORT", "15432"))
-STACK_ENV = {
-    **os.environ,
-    "MARQUEE_RUN_DIR": str(RUN_DIR),
-    "MARQUEE_KAFKA_PORT": str(KAFKA_PORT),
-    "MARQUEE_PG_PORT": str(PG_PORT),
-}
-
-
-def run_stack_script(*args: str) -> subprocess.CompletedProcess:
-    """Run a deploy/ script against the session's private stack."""
-    return subprocess.run(
-        [str(ROOT / "deploy" / args[0]), *args[1:]],
-        env=STACK_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def pytest_collection_modifyitems(items):
@@ -106,29 +82,3 @@ def engine(settings):
     with eng.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE'))
     eng.dispose()
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    """Environment that points the ``marquee`` CLI at this test's stack and prefix."""
-    return {
-        **os.environ,
-        "MARQUEE_ENV_FILE": "/nonexistent",
-        "MARQUEE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "MARQUEE_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
-        "MARQUEE_POSTGRES_SCHEMA": settings.postgres_schema,
-        "MARQUEE_TOPIC_PREFIX": settings.topic_prefix,
-    }
-
-
-def marquee(
-    settings: Settings, *args: str, input: str | None = None, **env: str
-) -> subprocess.CompletedProcess:
-    """Run the ``marquee`` CLI as a user would, against this test's stack and prefix."""
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", *args],
-        env=cli_env(settings) | env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
