@@ -16,7 +16,8 @@ from ..db import current_revision, make_engine
 from ..kafka.admin import ensure_from_settings
 from ..kafka.offsets import end_offsets
 from ..topics import full_name
-from .replay import positive_int, rate, replay
+from .argtypes import positive_int, rate
+from .replay import replay
 from .topics import admin_client
 
 

@@ -12,6 +12,9 @@ import os
 import sys
 from pathlib import Path
 
+# The entrypoint gathers every command, services' own ones included.
+from services.recommender import cli as recommender_cli  # noqa: E402, I001
+
 from ..config import DEFAULT_ENV_FILE, Settings, load_settings
 from ..errors import ConfigurationError, InvalidEvent, MarqueeError
 from ..logging import configure_logging
@@ -41,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo):
+    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo, recommender_cli):
         module.register(commands)
     return parser
 

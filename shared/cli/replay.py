@@ -9,6 +9,7 @@ from tqdm import tqdm
 from ..config import Settings
 from ..data import movielens
 from ..kafka.publisher import Publisher
+from .argtypes import positive_int, rate
 
 
 def register(commands) -> None:
@@ -19,26 +20,6 @@ def register(commands) -> None:
     ml.add_argument("--limit", type=positive_int, help="replay only the first N ratings")
     ml.add_argument("--quiet", action="store_true", help="no progress bar")
     ml.set_defaults(handler=run)
-
-
-def rate(text: str) -> float:
-    value = float(text.removesuffix("/s"))
-    if value < 0:
-        raise ValueError("rate must be >= 0")
-    return value
-
-
-rate.__name__ = "rate (events per second, e.g. 500 or 500/s)"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be > 0")
-    return value
-
-
-positive_int.__name__ = "positive integer"
 
 
 class Pacer:

@@ -105,3 +105,9 @@ def test_evaluate_returns_the_documented_shape():
     per_user = result["protocols"]["per_user_temporal"]
     assert per_user["cold_test_users"] == 0
     assert per_user["models"]["served"] == pytest.approx(per_user["models"]["als"], abs=1e-6)
+
+
+def test_the_cli_lists_the_protocols_evaluation_knows():
+    from services.recommender import cli
+
+    assert tuple(PROTOCOLS) == cli.PROTOCOLS
