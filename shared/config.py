@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_check_hostname: bool = True
     kafka_client_id: str = "marquee"
+    #: How long a silent consumer keeps its partitions: shorter means faster takeover
+    #: after a crash, longer tolerates longer pauses (the broker allows 6 s to 30 min).
+    kafka_session_timeout_seconds: float = Field(default=30.0, ge=6, le=1800)
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_replication: int = Field(default=1, ge=1, le=10)
     topic_partitions: int | None = Field(default=None, ge=1, le=1000)

@@ -22,3 +22,24 @@ class RecommenderSettings(Settings):
     ingest_batch_seconds: float = Field(default=0.5, gt=0, le=60)
     #: Longest pause between retries of a failing database write.
     retry_max_seconds: float = Field(default=10.0, gt=0)
+
+    # ALS and retraining (defaults chosen on MovieLens-100k; see docs/benchmarks.md).
+    als_factors: int = Field(default=64, ge=1, le=1024)
+    als_regularization: float = Field(default=20.0, ge=0)
+    als_alpha: float = Field(default=1.0, gt=0)
+    als_iterations: int = Field(default=15, ge=1, le=200)
+    #: A retrain becomes active only if its held-out P@10 and NDCG@10 are at least this
+    #: multiple of popularity's, measured in the same run.
+    quality_gate_ratio: float = Field(default=1.0, ge=0)
+    #: Model versions kept in Postgres (the active one is always kept).
+    keep_versions: int = Field(default=3, ge=1, le=100)
+
+    def als_params(self):
+        from .model import AlsParams
+
+        return AlsParams(
+            factors=self.als_factors,
+            regularization=self.als_regularization,
+            alpha=self.als_alpha,
+            iterations=self.als_iterations,
+        )

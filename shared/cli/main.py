@@ -14,6 +14,7 @@ from pathlib import Path
 
 # The entrypoint gathers every command, services' own ones included.
 from services.recommender import cli as recommender_cli  # noqa: E402, I001
+from services.recommender import cli_train as recommender_train  # noqa: E402
 
 from ..config import DEFAULT_ENV_FILE, Settings, load_settings
 from ..errors import ConfigurationError, InvalidEvent, MarqueeError
@@ -44,7 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
         "MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo, recommender_cli):
+    for module in (
+        topics,
+        publish,
+        tail,
+        replay,
+        db,
+        schemas,
+        users,
+        serve,
+        demo,
+        recommender_cli,
+        recommender_train,
+    ):
         module.register(commands)
     return parser
 

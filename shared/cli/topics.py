@@ -23,7 +23,10 @@ def register(commands) -> None:
 def admin_client(settings: Settings):
     from kafka.admin import KafkaAdminClient
 
-    return KafkaAdminClient(**client_options(settings), request_timeout_ms=15_000)
+    # A user waiting at a prompt wants "cannot reach Kafka" in seconds, not half a minute.
+    return KafkaAdminClient(
+        **client_options(settings), request_timeout_ms=15_000, bootstrap_timeout_ms=10_000
+    )
 
 
 def run_ensure(args, settings: Settings) -> int:

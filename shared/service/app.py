@@ -120,6 +120,8 @@ def create_app(
         web_graph_enabled=False,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
     )
     service = Service(
         name=name,

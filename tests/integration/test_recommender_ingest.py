@@ -107,7 +107,11 @@ def test_sigkill_mid_stream_loses_and_double_counts_nothing(engine, topics, tmp_
     total = 3000
     with Publisher(topics) as pub:
         pub.publish_many(interaction(n, f"u{n % 40}", "view") for n in range(total))
-    small_batches = {"MARQUEE_INGEST_BATCH_SIZE": "20"}
+    # The restarted worker takes the partitions once the killed one's session expires.
+    small_batches = {
+        "MARQUEE_INGEST_BATCH_SIZE": "20",
+        "MARQUEE_KAFKA_SESSION_TIMEOUT_SECONDS": "6",
+    }
     with service_worker(topics, tmp_path, SERVE, **small_batches) as (proc, _):
         assert wait_for(lambda: count(engine, "interactions") > 0, every=0.02)
         proc.send_signal(signal.SIGKILL)

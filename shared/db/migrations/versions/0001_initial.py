@@ -104,7 +104,10 @@ def upgrade() -> None:
                 sa.ForeignKey("model_versions.id", ondelete="CASCADE"),
                 primary_key=True,
             ),
+            # Row of the version's factor matrix, and the id it belongs to: a version is
+            # self-contained, whatever ids arrive after it was trained.
             sa.Column("idx", sa.Integer, primary_key=True),
+            sa.Column("external_id", sa.Text, nullable=False),
             sa.Column("factors", pg.ARRAY(sa.REAL, dimensions=1), nullable=False),
             sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         )

@@ -1,0 +1,92 @@
+"""``marquee train [--evaluate-only]`` and ``marquee models``: model versions in Postgres."""
+
+from __future__ import annotations
+
+import json
+
+from shared.config import Settings, load_settings
+from shared.db import make_engine
+
+from .settings import RecommenderSettings
+
+
+def register(commands) -> None:
+    train = commands.add_parser(
+        "train", help="retrain ALS on the stored interactions; activate it if it passes the gate"
+    )
+    train.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="score a retrain against popularity; store nothing",
+    )
+    train.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    train.set_defaults(handler=run_train)
+    models = commands.add_parser(
+        "models", help="list model versions, their metrics and the active one"
+    )
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=run_models)
+
+
+def _store(args):
+    from .model_store import ModelStore
+
+    settings = load_settings(RecommenderSettings, args.env_file)
+    return settings, ModelStore(make_engine(settings))
+
+
+def run_train(args, _: Settings) -> int:
+    from .training import retrain
+
+    settings, store = _store(args)
+    try:
+        outcome = retrain(
+            store,
+            settings.als_params(),
+            gate_ratio=settings.quality_gate_ratio,
+            keep=settings.keep_versions,
+            evaluate_only=args.evaluate_only,
+        )
+    finally:
+        store.engine.dispose()
+    if args.json:
+        print(json.dumps(outcome.__dict__, indent=2, default=str))
+        return 0 if outcome.passed or args.evaluate_only else 1
+    holdout = outcome.metrics["holdout"]
+    for model in ("served", "popularity", "als"):
+        m = holdout[model]
+        print(f"{model:<11} P@10 {m['precision@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
+    verdict = "passes" if outcome.passed else "FAILS"
+    print(f"quality gate (>= {settings.quality_gate_ratio:g}x popularity): {verdict}")
+    if outcome.version is not None:
+        print(
+            f"model version {outcome.version}: {outcome.status} (fit {outcome.fit_seconds:.1f} s)"
+        )
+    return 0 if outcome.passed or args.evaluate_only else 1
+
+
+def run_models(args, _: Settings) -> int:
+    _, store = _store(args)
+    try:
+        versions = store.versions()
+    finally:
+        store.engine.dispose()
+    if args.json:
+        print(json.dumps([v.__dict__ for v in versions], indent=2, default=str))
+        return 0
+    if not versions:
+        print("no model versions yet: run `marquee train`")
+        return 0
+    print(
+        f"{'id':>4} {'status':<9} {'trained at':<26} {'users':>6} {'items':>6} {'P@10':>7} {'vs pop':>7}"
+    )
+    for v in versions:
+        holdout = v.metrics.get("holdout", {})
+        p = holdout.get("served", {}).get("precision@10")
+        base = holdout.get("popularity", {}).get("precision@10")
+        ratio = f"{p / base:.2f}x" if p is not None and base else "-"
+        shown = f"{p:.4f}" if p is not None else "-"
+        print(
+            f"{v.id:>4} {v.status:<9} {v.trained_at:<26} {v.n_users or 0:>6} {v.n_items or 0:>6} {shown:>7} {ratio:>7}"
+        )
+    return 0

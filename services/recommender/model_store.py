@@ -1,0 +1,173 @@
+"""Postgres adapter for model versions and their factors (bulk COPY, atomic activation)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from shared.errors import MarqueeError
+
+from .evaluation import Event
+
+#: pg_try_advisory_lock key for "one trainer at a time" across every worker.
+TRAINING_LOCK = 0x6D71_7472_6169_6E
+
+
+class TrainingBusy(MarqueeError):
+    """Another worker holds the training lock; this retrain is skipped, not queued."""
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    status: str
+    trained_at: str
+    params: dict
+    metrics: dict
+    n_users: int | None
+    n_items: int | None
+    n_interactions: int | None
+    fit_seconds: float | None
+
+
+class ModelStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold the cluster-wide training lock, or raise :class:`TrainingBusy` at once."""
+        with self.engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": TRAINING_LOCK})
+            if not got.scalar_one():
+                raise TrainingBusy("another worker is training; try again when it is done")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": TRAINING_LOCK})
+                conn.commit()
+
+    def events(self) -> list[Event]:
+        """Every stored interaction as ``(user_id, item_id, weight, epoch seconds)``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT user_id, item_id, weight, extract(epoch FROM occurred_at)"
+                    " FROM interactions"
+                )
+            )
+            return [(u, i, float(w), float(t)) for u, i, w, t in rows]
+
+    def save(
+        self,
+        *,
+        status: str,
+        params: dict,
+        metrics: dict,
+        users: list[str],
+        items: list[str],
+        user_factors: np.ndarray,
+        item_factors: np.ndarray,
+        n_interactions: int,
+        fit_seconds: float,
+    ) -> int:
+        """Insert a version and its factors in one transaction; returns its id."""
+        with self.engine.begin() as conn:
+            version = conn.execute(
+                text(
+                    "INSERT INTO model_versions"
+                    " (status, params, metrics, n_users, n_items, n_interactions, fit_seconds)"
+                    " VALUES (:status, CAST(:params AS jsonb), CAST(:metrics AS jsonb),"
+                    " :n_users, :n_items, :n_interactions, :fit_seconds) RETURNING id"
+                ),
+                {
+                    "status": status,
+                    "params": json.dumps(params),
+                    "metrics": json.dumps(metrics),
+                    "n_users": len(users),
+                    "n_items": len(items),
+                    "n_interactions": n_interactions,
+                    "fit_seconds": fit_seconds,
+                },
+            ).scalar_one()
+            raw = conn.connection.dbapi_connection
+            with raw.cursor() as cur:
+                for table, ids, factors in (
+                    ("user_factors", users, user_factors),
+                    ("item_factors", items, item_factors),
+                ):
+                    cur.copy_expert(
+                        f"COPY {table} (model_version, idx, external_id, factors) FROM STDIN",
+                        _copy_rows(version, ids, factors),
+                    )
+            return version
+
+    def activate(self, version: int) -> None:
+        """Make ``version`` the active one; the previous one retires in the same transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE model_versions SET status = 'retired' WHERE status = 'active'")
+            )
+            conn.execute(
+                text("UPDATE model_versions SET status = 'active' WHERE id = :v"), {"v": version}
+            )
+
+    def reject(self, version: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE model_versions SET status = 'rejected' WHERE id = :v"), {"v": version}
+            )
+
+    def prune(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` versions (never the active one)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                text(
+                    "DELETE FROM model_versions WHERE status <> 'active' AND id NOT IN"
+                    " (SELECT id FROM model_versions ORDER BY id DESC LIMIT :keep)"
+                ),
+                {"keep": keep},
+            ).rowcount
+
+    def versions(self) -> list[Version]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, status, trained_at, params, metrics, n_users, n_items,"
+                    " n_interactions, fit_seconds FROM model_versions ORDER BY id DESC"
+                )
+            ).all()
+        return [Version(r[0], r[1], r[2].isoformat(), *r[3:]) for r in rows]
+
+    def active(self) -> Version | None:
+        return next((v for v in self.versions() if v.status == "active"), None)
+
+    def factors(self, version: int, side: str) -> tuple[list[str], np.ndarray]:
+        """The ids and factor matrix of one side ("user" or "item") of a version."""
+        table = {"user": "user_factors", "item": "item_factors"}[side]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    f"SELECT external_id, factors FROM {table} WHERE model_version = :v ORDER BY idx"
+                ),
+                {"v": version},
+            ).all()
+        ids = [r[0] for r in rows]
+        return ids, np.asarray([r[1] for r in rows], dtype=np.float32)
+
+
+def _copy_rows(version: int, ids: list[str], factors: np.ndarray) -> io.StringIO:
+    """COPY text format: tab-separated, array literals; ids escaped for COPY."""
+    buffer = io.StringIO()
+    for idx, (external, row) in enumerate(zip(ids, factors, strict=True)):
+        escaped = external.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        values = ",".join(f"{x:.9g}" for x in row)
+        buffer.write(f"{version}\t{idx}\t{escaped}\t{{{values}}}\n")
+    buffer.seek(0)
+    return buffer

@@ -1,0 +1,82 @@
+"""Retrain: load interactions, check quality against popularity, store, maybe activate.
+
+Every retrain is judged on a held-out split (each user's last 20% of events) against a
+popularity baseline computed in the same run; only a model that passes the gate becomes
+active. The factors then written are fitted on all events, so nothing is left unused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from shared.errors import ConfigurationError
+
+from .evaluation import evaluate_split, split_per_user_temporal
+from .model import AlsParams, blas_single_thread, fit_recommender
+from .model_store import ModelStore
+
+log = logging.getLogger(__name__)
+
+METRICS = ("precision@10", "ndcg@10")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "active", "rejected" or "evaluated" (evaluate-only)
+    version: int | None
+    metrics: dict
+    passed: bool
+    fit_seconds: float | None
+
+
+def passes_gate(models: dict, ratio: float) -> bool:
+    served, popular = models["served"], models["popularity"]
+    return all(served[m] >= ratio * popular[m] for m in METRICS)
+
+
+def retrain(
+    store: ModelStore,
+    params: AlsParams,
+    *,
+    gate_ratio: float = 1.0,
+    keep: int = 3,
+    evaluate_only: bool = False,
+) -> Outcome:
+    with store.training_lock():
+        events = store.events()
+        if len(events) < 10:
+            raise ConfigurationError(
+                f"only {len(events)} interactions stored; publish some before training"
+            )
+        train, test = split_per_user_temporal(events)
+        with blas_single_thread():
+            scores = evaluate_split(train, test, params)
+        models = scores["models"]
+        passed = passes_gate(models, gate_ratio)
+        metrics = {"holdout": models, "gate_ratio": gate_ratio, "passed": passed}
+        if evaluate_only:
+            return Outcome("evaluated", None, metrics, passed, None)
+
+        started = time.perf_counter()
+        recommender = fit_recommender(events, params)
+        fit_seconds = time.perf_counter() - started
+        version = store.save(
+            status="candidate",
+            params=asdict(params),
+            metrics=metrics,
+            users=list(recommender.users),
+            items=list(recommender.items),
+            user_factors=recommender.user_factors,
+            item_factors=recommender.item_factors,
+            n_interactions=len(events),
+            fit_seconds=fit_seconds,
+        )
+        if passed:
+            store.activate(version)
+        else:
+            store.reject(version)
+            log.warning("model version %s rejected by the quality gate: %s", version, models)
+        store.prune(keep)
+        return Outcome("active" if passed else "rejected", version, metrics, passed, fit_seconds)
