@@ -24,6 +24,9 @@ from shared.service import Service, create_app
 from shared.topics import full_name
 
 from .confidence import Weights
+from .http import install_views
+from .model_store import ModelStore, histories
+from .serving import Loaded, load_active
 from .settings import RecommenderSettings
 from .store import InteractionRow, InteractionStore
 
@@ -62,6 +65,7 @@ def build(settings: RecommenderSettings) -> Service:
     failures = m.counter(
         "marquee_batch_failures_total", "Batch attempts that failed and were retried"
     )
+    fold_in_seconds = m.histogram("marquee_fold_in_seconds", "Fold-in time per batch")
 
     def postgres_check() -> tuple[bool, str]:
         with engine.connect() as conn:
@@ -71,8 +75,45 @@ def build(settings: RecommenderSettings) -> Service:
     def ingest_check() -> tuple[bool, str]:
         return (False, f"retrying a batch: {last_failure[0]}") if last_failure else (True, "ok")
 
+    model_store = ModelStore(engine)
+    serving: dict[str, Loaded | None] = {"loaded": None}
+
+    def model_check() -> tuple[bool, str]:
+        loaded = serving["loaded"]
+        if loaded is None:
+            return False, "no active model loaded (run `marquee train`)"
+        return True, f"model version {loaded.version.id}"
+
     service.health.add("postgres", postgres_check)
     service.health.add("ingest", ingest_check)
+    service.health.add("model", model_check)
+    install_views(service, serving, model_store)
+
+    @app.timer(settings.model_poll_seconds, on_leader=False)
+    async def reload_model() -> None:
+        # Another worker (or `marquee train`) may have activated a new version.
+        try:
+            active = await asyncio.to_thread(model_store.active)
+            current = serving["loaded"]
+            if active is not None and (current is None or current.version.id != active.id):
+                serving["loaded"] = await asyncio.to_thread(
+                    load_active, model_store, settings.popularity_half_life_days * 86_400
+                )
+        except Exception as exc:  # noqa: BLE001 - /readyz reports a missing model
+            log.warning("loading the active model failed: %s", exc)
+
+    async def fold_in(user_ids: set[str]) -> None:
+        """Refresh changed users from their full history, so a click counts at once."""
+        loaded = serving["loaded"]
+        if loaded is None or not user_ids:
+            return
+        started = time.perf_counter()
+        found = await asyncio.to_thread(histories, engine, sorted(user_ids))
+        for n, (user, history) in enumerate(found.items()):
+            loaded.recommender.fold_in(user, history)
+            if n % 50 == 49:
+                await asyncio.sleep(0)  # let HTTP requests in between users
+        fold_in_seconds.observe(time.perf_counter() - started)
 
     def classify(events) -> tuple[list[InteractionRow], list]:
         """Valid interactions become rows; anything else becomes a dead letter."""
@@ -133,6 +174,8 @@ def build(settings: RecommenderSettings) -> Service:
         duplicates.inc(len(rows) - new)
         totals["interactions_stored"] += new
         totals["dead_letters"] += len(letters)
+        if new:
+            await fold_in({row.user_id for row in rows})
 
     def failed(exc: BaseException) -> None:
         failures.inc()

@@ -162,6 +162,21 @@ class ModelStore:
         return ids, np.asarray([r[1] for r in rows], dtype=np.float32)
 
 
+def histories(engine: Engine, user_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """Each user's full history as ``(item_id, confidence)`` pairs (fold-in needs it all)."""
+    found: dict[str, list[tuple[str, float]]] = {u: [] for u in user_ids}
+    if not user_ids:
+        return found
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT user_id, item_id, confidence FROM user_item WHERE user_id = ANY(:users)"),
+            {"users": list(user_ids)},
+        )
+        for user, item, confidence in rows:
+            found[user].append((item, float(confidence)))
+    return found
+
+
 def _copy_rows(version: int, ids: list[str], factors: np.ndarray) -> io.StringIO:
     """COPY text format: tab-separated, array literals; ids escaped for COPY."""
     buffer = io.StringIO()

@@ -34,6 +34,10 @@ class RecommenderSettings(Settings):
     #: Model versions kept in Postgres (the active one is always kept).
     keep_versions: int = Field(default=3, ge=1, le=100)
 
+    #: How often a worker checks Postgres for a newly activated model version.
+    model_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    popularity_half_life_days: float = Field(default=30.0, gt=0)
+
     def als_params(self):
         from .model import AlsParams
 

@@ -59,3 +59,37 @@ def marquee(
         text=True,
         timeout=600,
     )
+
+
+def seed_movielens(engine, count: int) -> None:
+    """The first ``count`` MovieLens ratings stored as the recommender's ingest stores them."""
+    from datetime import UTC, datetime
+
+    from services.recommender.confidence import Weights
+    from services.recommender.store import InteractionRow, InteractionStore
+    from shared.data.movielens import load_ratings
+    from shared.events import Interaction
+
+    weights, store = Weights(), InteractionStore(engine)
+    rows = []
+    for n, r in enumerate(load_ratings()[:count]):
+        action = "like" if r.rating >= 4 else "view"
+        interaction = Interaction(user_id=r.user_id, item_id=r.item_id, action=action)
+        rows.append(
+            InteractionRow(
+                event_source="urn:test",
+                event_id=f"ml-{n}",
+                user_id=r.user_id,
+                item_id=r.item_id,
+                action=action,
+                weight=weights.of(interaction),
+                dwell_seconds=None,
+                rating=r.rating,
+                occurred_at=datetime.fromtimestamp(r.timestamp, UTC),
+                kafka_topic="seed",
+                kafka_partition=0,
+                kafka_offset=n,
+            )
+        )
+    for start in range(0, len(rows), 5_000):
+        store.write(rows[start : start + 5_000])

@@ -19,6 +19,7 @@ from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 
 SERVE = [sys.executable, "-m", "shared.cli.main", "serve", "recommender"]
+LIVE = {"wait_for": "/livez"}  # no model is trained here: the worker ingests, not serves
 
 
 def interaction(n: int, user: str, action: str = "click") -> InteractionEvent:
@@ -49,7 +50,7 @@ def test_redelivered_events_count_once(engine, topics, tmp_path):
     with Publisher(topics) as pub:
         pub.publish_many(events)
         pub.publish_many(events[:10])  # the same events again (an at-least-once redelivery)
-    with service_worker(topics, tmp_path, SERVE):
+    with service_worker(topics, tmp_path, SERVE, **LIVE):
         assert wait_for(lambda: count(engine, "interactions") == 50)
         time.sleep(1.5)  # the duplicates were consumed too, and added nothing
         assert count(engine, "interactions") == 50
@@ -87,7 +88,7 @@ def test_bad_input_goes_to_the_dlq_and_consumption_goes_on(engine, topics, tmp_p
     producer.flush()
     producer.close()
 
-    with service_worker(topics, tmp_path, SERVE, MARQUEE_MAX_EVENT_BYTES="600"):
+    with service_worker(topics, tmp_path, SERVE, **LIVE, MARQUEE_MAX_EVENT_BYTES="600"):
         assert wait_for(lambda: count(engine, "interactions") == 1)
         letters = [
             EventCodec().decode(r.value) for r in read_all(topics, "interactions.dlq", len(bad))
@@ -112,13 +113,13 @@ def test_sigkill_mid_stream_loses_and_double_counts_nothing(engine, topics, tmp_
         "MARQUEE_INGEST_BATCH_SIZE": "20",
         "MARQUEE_KAFKA_SESSION_TIMEOUT_SECONDS": "6",
     }
-    with service_worker(topics, tmp_path, SERVE, **small_batches) as (proc, _):
+    with service_worker(topics, tmp_path, SERVE, **LIVE, **small_batches) as (proc, _):
         assert wait_for(lambda: count(engine, "interactions") > 0, every=0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     partial = count(engine, "interactions")
     assert 0 < partial < total, "the worker finished before the kill; raise the event count"
-    with service_worker(topics, tmp_path, SERVE, **small_batches):
+    with service_worker(topics, tmp_path, SERVE, **LIVE, **small_batches):
         assert wait_for(lambda: count(engine, "interactions") == total, timeout=120)
         time.sleep(1.5)
     with engine.connect() as conn:
@@ -131,7 +132,7 @@ def test_sigkill_mid_stream_loses_and_double_counts_nothing(engine, topics, tmp_
 
 def test_postgres_restart_while_events_flow_loses_nothing(engine, topics, tmp_path):
     first, second = 300, 300
-    with service_worker(topics, tmp_path, SERVE) as (proc, _):
+    with service_worker(topics, tmp_path, SERVE, **LIVE) as (proc, _):
         with Publisher(topics) as pub:
             pub.publish_many(interaction(n, f"u{n % 9}") for n in range(first))
         assert wait_for(lambda: count(engine, "interactions") == first)

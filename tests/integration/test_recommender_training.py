@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from sqlalchemy import text
-from stack_helpers import marquee
+from stack_helpers import marquee, seed_movielens
 
-from services.recommender.confidence import Weights
 from services.recommender.model_store import ModelStore
-from services.recommender.store import InteractionRow, InteractionStore
-from shared.data.movielens import load_ratings
-from shared.events import Interaction
 
 
 @pytest.fixture
 def seeded(engine):
-    """The first 30,000 MovieLens ratings stored as the ingest would store them."""
-    weights, store = Weights(), InteractionStore(engine)
-    rows = []
-    for n, r in enumerate(load_ratings()[:30_000]):
-        action = "like" if r.rating >= 4 else "view"
-        rows.append(
-            InteractionRow(
-                event_source="urn:test",
-                event_id=f"ml-{n}",
-                user_id=r.user_id,
-                item_id=r.item_id,
-                action=action,
-                weight=weights.of(Interaction(user_id=r.user_id, item_id=r.item_id, action=action)),
-                dwell_seconds=None,
-                rating=r.rating,
-                occurred_at=datetime.fromtimestamp(r.timestamp, UTC),
-                kafka_topic="t",
-                kafka_partition=0,
-                kafka_offset=n,
-            )
-        )
-    for start in range(0, len(rows), 5_000):
-        store.write(rows[start : start + 5_000])
+    seed_movielens(engine, 30_000)
     return engine
 
 
@@ -93,13 +66,13 @@ def test_evaluate_only_stores_nothing(settings, seeded):
     assert models(settings) == []
 
 
-def test_training_lock_lets_one_trainer_at_a_time(seeded):
+def test_training_lock_lets_one_trainer_at_a_time(engine):
     from services.recommender.model_store import TrainingBusy
 
-    store = ModelStore(seeded)
+    store = ModelStore(engine)
     with store.training_lock():
         with pytest.raises(TrainingBusy, match="another worker is training"):
-            with ModelStore(seeded).training_lock():
+            with ModelStore(engine).training_lock():
                 pass
     with store.training_lock():  # released: available again
         pass

@@ -39,8 +39,13 @@ def chassis_worker(settings, tmp_path: Path, **env: str):
 
 
 @contextmanager
-def service_worker(settings, tmp_path: Path, command: list[str], **env: str):
-    """Start a worker, wait until /readyz answers 200, stop it with SIGTERM after."""
+def service_worker(
+    settings, tmp_path: Path, command: list[str], *, wait_for: str = "/readyz", **env: str
+):
+    """Start a worker, wait until ``wait_for`` answers 200, stop it with SIGTERM after.
+
+    Ingest-only tests wait for /livez: without a trained model the worker consumes and
+    stores, but is rightly not ready to serve."""
     port = free_port()
     env = cli_env(settings) | {"MARQUEE_HTTP_PORT": str(port), "MARQUEE_LOG_LEVEL": "INFO"} | env
     log_path = tmp_path / "worker.log"
@@ -52,7 +57,7 @@ def service_worker(settings, tmp_path: Path, command: list[str], **env: str):
         deadline = time.monotonic() + 90
         while True:
             try:
-                if get(port, "/readyz")[0] == 200:
+                if get(port, wait_for)[0] == 200:
                     break
             except OSError:
                 pass

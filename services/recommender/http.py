@@ -1,0 +1,124 @@
+"""The recommender's HTTP API on the Faust web server (behind MARQUEE_HTTP_TOKEN if set).
+
+GET /users/{user_id}/recommendations?k=10&exclude_seen=true
+GET /items/{item_id}/similar?k=10
+GET /items/popular?k=10
+GET /models
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.web import Request, Response, View
+
+from shared.service import Service
+
+from .model import UnknownItem
+from .model_store import ModelStore, histories
+
+MAX_K = 200
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _k(request: Request) -> int:
+    raw = request.query.get("k", "10")
+    try:
+        k = int(raw)
+    except ValueError:
+        raise BadRequest(f"k must be an integer, got {raw!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def _flag(request: Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw!r}")
+
+
+def _items(scored) -> list[dict]:
+    return [{"item_id": item, "score": score} for item, score in scored]
+
+
+def install_views(service: Service, serving: dict, store: ModelStore) -> None:
+    def loaded(view: View):
+        current = serving["loaded"]
+        if current is None:
+            return None, view.json(
+                {"error": "no active model yet: run `marquee train` once interactions are stored"},
+                status=503,
+            )
+        return current, None
+
+    @service.route("/users/{user_id}/recommendations")
+    class UserRecommendations(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            current, error = loaded(self)
+            if error:
+                return error
+            try:
+                k, exclude_seen = _k(request), _flag(request, "exclude_seen", True)
+            except BadRequest as exc:
+                return self.json({"error": str(exc)}, status=400)
+            rec = current.recommender
+            history = None
+            if not rec.has_factors(user_id):
+                # New since the last retrain: score from the stored history on the fly.
+                history = (await asyncio.to_thread(histories, store.engine, [user_id]))[user_id]
+            items = rec.recommend(user_id, k, exclude_seen=exclude_seen, history=history)
+            strategy = (
+                "als"
+                if rec.has_factors(user_id) or rec.history_row(history or ()).nnz
+                else "popularity"
+            )
+            return self.json(
+                {
+                    "user_id": user_id,
+                    "items": _items(items),
+                    "strategy": strategy,
+                    "model_version": current.version.id,
+                }
+            )
+
+    @service.route("/items/popular")
+    class Popular(View):
+        async def get(self, request: Request) -> Response:
+            current, error = loaded(self)
+            if error:
+                return error
+            try:
+                k = _k(request)
+            except BadRequest as exc:
+                return self.json({"error": str(exc)}, status=400)
+            return self.json({"items": _items(current.recommender.popular(k))})
+
+    @service.route("/items/{item_id}/similar")
+    class Similar(View):
+        async def get(self, request: Request, item_id: str) -> Response:
+            current, error = loaded(self)
+            if error:
+                return error
+            try:
+                k = _k(request)
+                items = current.recommender.similar_items(item_id, k)
+            except BadRequest as exc:
+                return self.json({"error": str(exc)}, status=400)
+            except UnknownItem:
+                return self.json({"error": f"unknown item {item_id!r}"}, status=404)
+            return self.json({"item_id": item_id, "items": _items(items)})
+
+    @service.route("/models")
+    class Models(View):
+        async def get(self, request: Request) -> Response:
+            versions = await asyncio.to_thread(store.versions)
+            return self.json({"versions": [v.__dict__ for v in versions]})
