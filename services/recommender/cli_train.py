@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from shared.cli.argtypes import positive_int
 from shared.config import Settings, load_settings
 from shared.db import make_engine
 
@@ -21,6 +22,14 @@ def register(commands) -> None:
     )
     train.add_argument("--json", action="store_true", help="print the outcome as JSON")
     train.set_defaults(handler=run_train)
+    recommend = commands.add_parser(
+        "recommend", help="a user's recommendations from the active model (as the HTTP API serves)"
+    )
+    recommend.add_argument("user")
+    recommend.add_argument("-k", type=positive_int, default=10)
+    recommend.add_argument("--include-seen", action="store_true")
+    recommend.add_argument("--json", action="store_true")
+    recommend.set_defaults(handler=run_recommend)
     models = commands.add_parser(
         "models", help="list model versions, their metrics and the active one"
     )
@@ -63,6 +72,46 @@ def run_train(args, _: Settings) -> int:
             f"model version {outcome.version}: {outcome.status} (fit {outcome.fit_seconds:.1f} s)"
         )
     return 0 if outcome.passed or args.evaluate_only else 1
+
+
+def run_recommend(args, _: Settings) -> int:
+    from shared.errors import ConfigurationError
+
+    from .model_store import histories
+    from .serving import load_active
+
+    settings, store = _store(args)
+    try:
+        loaded = load_active(store, settings.popularity_half_life_days * 86_400)
+        if loaded is None:
+            raise ConfigurationError("no active model yet: run `marquee train`")
+        rec = loaded.recommender
+        history = (
+            None if rec.has_factors(args.user) else histories(store.engine, [args.user])[args.user]
+        )
+        items = rec.recommend(
+            args.user, args.k, exclude_seen=not args.include_seen, history=history
+        )
+    finally:
+        store.engine.dispose()
+    strategy = "als" if rec.has_factors(args.user) or history else "popularity"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "user_id": args.user,
+                    "strategy": strategy,
+                    "model_version": loaded.version.id,
+                    "items": [{"item_id": i, "score": s} for i, s in items],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"user {args.user}: {strategy} (model version {loaded.version.id})")
+    for rank, (item, score) in enumerate(items, 1):
+        print(f"{rank:>3}. {item:<24} {score:.4f}")
+    return 0
 
 
 def run_models(args, _: Settings) -> int:

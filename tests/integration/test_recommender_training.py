@@ -59,6 +59,19 @@ def test_retrain_gate_activation_and_retention(settings, seeded):
         )
 
 
+def test_recommend_cli_reads_the_active_model(settings, seeded):
+    untrained = marquee(settings, "recommend", "1")
+    assert untrained.returncode == 2
+    assert untrained.stderr.strip() == "marquee: error: no active model yet: run `marquee train`"
+    assert marquee(settings, "train").returncode == 0
+    result = marquee(settings, "recommend", "1", "-k", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["strategy"] == "als" and len(body["items"]) == 5
+    cold = json.loads(marquee(settings, "recommend", "never-seen", "--json").stdout)
+    assert cold["strategy"] == "popularity"
+
+
 def test_evaluate_only_stores_nothing(settings, seeded):
     result = marquee(settings, "train", "--evaluate-only")
     assert result.returncode == 0, result.stderr
