@@ -77,24 +77,18 @@ def run_train(args, _: Settings) -> int:
 def run_recommend(args, _: Settings) -> int:
     from shared.errors import ConfigurationError
 
-    from .model_store import histories
-    from .serving import load_active
+    from .serving import load_active, recommend_for
 
     settings, store = _store(args)
     try:
         loaded = load_active(store, settings.popularity_half_life_days * 86_400)
         if loaded is None:
             raise ConfigurationError("no active model yet: run `marquee train`")
-        rec = loaded.recommender
-        history = (
-            None if rec.has_factors(args.user) else histories(store.engine, [args.user])[args.user]
-        )
-        items = rec.recommend(
-            args.user, args.k, exclude_seen=not args.include_seen, history=history
+        items, strategy = recommend_for(
+            loaded, store.engine, args.user, args.k, exclude_seen=not args.include_seen
         )
     finally:
         store.engine.dispose()
-    strategy = "als" if rec.has_factors(args.user) or history else "popularity"
     if args.json:
         print(
             json.dumps(

@@ -15,7 +15,8 @@ from faust.web import Request, Response, View
 from shared.service import Service
 
 from .model import UnknownItem
-from .model_store import ModelStore, histories
+from .model_store import ModelStore
+from .serving import recommend_for
 
 MAX_K = 200
 
@@ -70,17 +71,11 @@ def install_views(service: Service, serving: dict, store: ModelStore) -> None:
                 k, exclude_seen = _k(request), _flag(request, "exclude_seen", True)
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
-            rec = current.recommender
-            history = None
-            if not rec.has_factors(user_id):
-                # New since the last retrain: score from the stored history on the fly.
-                history = (await asyncio.to_thread(histories, store.engine, [user_id]))[user_id]
-            items = rec.recommend(user_id, k, exclude_seen=exclude_seen, history=history)
-            strategy = (
-                "als"
-                if rec.has_factors(user_id) or rec.history_row(history or ()).nnz
-                else "popularity"
-            )
+            args = (current, store.engine, user_id, k, exclude_seen)
+            if current.recommender.has_factors(user_id):
+                items, strategy = recommend_for(*args)  # in memory: microseconds
+            else:  # newer than the model: its history is read from Postgres
+                items, strategy = await asyncio.to_thread(recommend_for, *args)
             return self.json(
                 {
                     "user_id": user_id,

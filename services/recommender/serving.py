@@ -15,7 +15,7 @@ import scipy.sparse
 from sqlalchemy import Engine, text
 
 from .model import AlsParams, IdMap, Recommender, als_from_factors, as_csr, decayed_popularity
-from .model_store import ModelStore, Version
+from .model_store import ModelStore, Version, histories
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,23 @@ log = logging.getLogger(__name__)
 class Loaded:
     version: Version
     recommender: Recommender
+
+
+def recommend_for(
+    loaded: Loaded, engine: Engine, user_id: str, k: int, exclude_seen: bool = True
+) -> tuple[list[tuple[str, float]], str]:
+    """What the HTTP API and `marquee recommend` answer: ``(items, strategy)``.
+
+    A user newer than the model is scored from their stored history on the fly; the
+    strategy says whether ALS or the popularity fallback produced the items.
+    """
+    rec = loaded.recommender
+    history = None
+    if not rec.has_factors(user_id):
+        history = histories(engine, [user_id])[user_id]
+    items = rec.recommend(user_id, k, exclude_seen=exclude_seen, history=history)
+    personal = rec.has_factors(user_id) or rec.history_row(history or ()).nnz > 0
+    return items, "als" if personal else "popularity"
 
 
 def load_active(store: ModelStore, half_life_seconds: float) -> Loaded | None:
