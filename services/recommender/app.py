@@ -1,4 +1,5 @@
-"""The recommender's Faust app: ingest ``interactions`` into Postgres, idempotently.
+"""The recommender's Faust app: ingest ``interactions`` into Postgres idempotently, keep the
+active model fresh (fold-ins, reloads, scheduled retrains) and answer over HTTP and Kafka.
 
 Offsets: ``take_events`` acks a batch only when the loop asks for the next one, so a
 batch is committed after its database write and its dead letters succeeded. Leaving the
@@ -19,16 +20,20 @@ from shared.db import make_engine
 from shared.errors import InvalidEvent
 from shared.events import EventCodec
 from shared.events.deadletter import dead_letter
+from shared.events.models import RecommendationsEvent
 from shared.retry import retry_until_done
 from shared.service import Service, create_app
 from shared.topics import full_name
 
+from . import freshness
 from .confidence import Weights
 from .http import install_views
-from .model_store import ModelStore, histories
-from .serving import Loaded, load_active
+from .model_store import ModelStore, TrainingBusy
+from .schedule import retrain_reason
+from .serving import Loaded, load_active, recommend_async
 from .settings import RecommenderSettings
 from .store import InteractionRow, InteractionStore
+from .training import retrain
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ def build(settings: RecommenderSettings) -> Service:
 
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     interactions = app.topic(full_name("interactions", settings.topic_prefix), **raw)
+    requests = app.topic(full_name("recommendation-requests", settings.topic_prefix), **raw)
 
     m = service.metrics
     consumed = m.counter("marquee_events_consumed_total", "Events read from Kafka", ("topic",))
@@ -66,6 +72,19 @@ def build(settings: RecommenderSettings) -> Service:
         "marquee_batch_failures_total", "Batch attempts that failed and were retried"
     )
     fold_in_seconds = m.histogram("marquee_fold_in_seconds", "Fold-in time per batch")
+    folded = m.counter("marquee_fold_ins_total", "Users and items folded into the model", ("side",))
+    adopted = m.counter("marquee_fold_ins_adopted_total", "Fold-ins adopted from other workers")
+    retrains = m.counter("marquee_retrains_total", "Scheduled retrains by outcome", ("outcome",))
+    retrain_seconds = m.histogram(
+        "marquee_retrain_seconds", "Scheduled retrain time", buckets=(1, 5, 15, 60, 300, 1800)
+    )
+    model_version = m.gauge("marquee_model_version", "Active model version served (0: none)")
+    quality = {
+        name: m.gauge(
+            f"marquee_model_{name}_at_10", f"Held-out {name}@10 of the served model", ("model",)
+        )
+        for name in ("precision", "ndcg")
+    }
 
     def postgres_check() -> tuple[bool, str]:
         with engine.connect() as conn:
@@ -89,31 +108,102 @@ def build(settings: RecommenderSettings) -> Service:
     service.health.add("model", model_check)
     install_views(service, serving, model_store)
 
-    @app.timer(settings.model_poll_seconds, on_leader=False)
+    def show_quality(loaded: Loaded) -> None:
+        model_version.set(loaded.version.id)
+        holdout = loaded.version.metrics.get("holdout", {})
+        for model, scores in holdout.items():
+            for name, gauge in quality.items():
+                if f"{name}@10" in scores:
+                    gauge.labels(model).set(scores[f"{name}@10"])
+
     async def reload_model() -> None:
         # Another worker (or `marquee train`) may have activated a new version.
         try:
             active = await asyncio.to_thread(model_store.active)
             current = serving["loaded"]
             if active is not None and (current is None or current.version.id != active.id):
-                serving["loaded"] = await asyncio.to_thread(
+                loaded = await asyncio.to_thread(
                     load_active, model_store, settings.popularity_half_life_days * 86_400
                 )
+                if loaded is not None:
+                    serving["loaded"] = loaded
+                    show_quality(loaded)
         except Exception as exc:  # noqa: BLE001 - /readyz reports a missing model
             log.warning("loading the active model failed: %s", exc)
 
-    async def fold_in(user_ids: set[str]) -> None:
-        """Refresh changed users from their full history, so a click counts at once."""
+    # Faust's timer decorator returns the endless loop, not the function: keep ours callable.
+    app.timer(settings.model_poll_seconds, on_leader=False)(reload_model)
+
+    @app.timer(settings.fold_in_sync_seconds, on_leader=False)
+    async def adopt_fold_ins() -> None:
         loaded = serving["loaded"]
-        if loaded is None or not user_ids:
+        if loaded is None:
+            return
+        try:
+            adopted.inc(await freshness.sync(engine, loaded))
+        except Exception as exc:  # noqa: BLE001 - retried on the next tick
+            log.warning("reading other workers' fold-ins failed: %s", exc)
+
+    if settings.retrain_check_seconds:
+        policy = settings.retrain_policy()
+
+        def due() -> str | None:
+            interactions, trained_on, age = model_store.training_state()
+            return retrain_reason(
+                policy, interactions=interactions, last_trained_on=trained_on, last_age_seconds=age
+            )
+
+        @app.timer(settings.retrain_check_seconds, on_leader=False)
+        async def scheduled_retrain() -> None:
+            try:
+                reason = await asyncio.to_thread(due)
+                if reason is None:
+                    return
+                log.info("retraining: %s", reason)
+                started = time.perf_counter()
+                outcome = await asyncio.to_thread(
+                    retrain,
+                    model_store,
+                    settings.als_params(),
+                    gate_ratio=settings.quality_gate_ratio,
+                    keep=settings.keep_versions,
+                    due=due,
+                )
+            except TrainingBusy:
+                return  # another worker is on it
+            except Exception as exc:  # noqa: BLE001 - the next check tries again
+                retrains.labels("failed").inc()
+                log.warning("scheduled retrain failed: %s", exc)
+                return
+            retrains.labels(outcome.status).inc()
+            if outcome.status != "skipped":
+                retrain_seconds.observe(time.perf_counter() - started)
+                log.info("retrain done: version %s %s", outcome.version, outcome.status)
+                await reload_model()
+
+    async def fold_in(rows: list[InteractionRow]) -> None:
+        """Refresh the batch's users from their full history, so a click counts at once."""
+        loaded = serving["loaded"]
+        if loaded is None or not rows:
             return
         started = time.perf_counter()
-        found = await asyncio.to_thread(histories, engine, sorted(user_ids))
-        for n, (user, history) in enumerate(found.items()):
-            loaded.recommender.fold_in(user, history)
-            if n % 50 == 49:
-                await asyncio.sleep(0)  # let HTTP requests in between users
+        done = await freshness.fold_in(
+            engine, loaded, {r.user_id for r in rows}, {r.item_id for r in rows}
+        )
+        folded.labels("user").inc(len(done.users))
+        folded.labels("item").inc(len(done.items))
         fold_in_seconds.observe(time.perf_counter() - started)
+
+    def letter(msg, exc: InvalidEvent):
+        return dead_letter(
+            service="recommender",
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            error=exc,
+        )
 
     def classify(events) -> tuple[list[InteractionRow], list]:
         """Valid interactions become rows; anything else becomes a dead letter."""
@@ -125,17 +215,7 @@ def build(settings: RecommenderSettings) -> Service:
                 if parsed.type != "marquee.interaction.v1":
                     raise InvalidEvent(f"{parsed.type} does not belong on the interactions topic")
             except InvalidEvent as exc:
-                letters.append(
-                    dead_letter(
-                        service="recommender",
-                        topic=msg.topic,
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        key=msg.key,
-                        value=msg.value,
-                        error=exc,
-                    )
-                )
+                letters.append(letter(msg, exc))
                 continue
             data = parsed.data
             rows.append(
@@ -175,7 +255,7 @@ def build(settings: RecommenderSettings) -> Service:
         totals["interactions_stored"] += new
         totals["dead_letters"] += len(letters)
         if new:
-            await fold_in({row.user_id for row in rows})
+            await fold_in(rows)
 
     def failed(exc: BaseException) -> None:
         failures.inc()
@@ -194,5 +274,49 @@ def build(settings: RecommenderSettings) -> Service:
                 on_failure=failed,
             )
             last_failure.clear()
+
+    async def reply_to(event) -> None:
+        """One reply on ``recommendations`` per valid request, correlated by request_id."""
+        msg = event.message
+        try:
+            parsed = codec.decode(msg.value)
+            if parsed.type != "marquee.recommendation_request.v1":
+                raise InvalidEvent(f"{parsed.type} does not belong on recommendation-requests")
+        except InvalidEvent as exc:
+            await service.publish(
+                letter(msg, exc), topic="recommendation-requests.dlq", codec=DLQ_CODEC
+            )
+            dead.labels("recommendation-requests").inc()
+            return
+        request = parsed.data
+        reply = {"request_id": request.request_id, "user_id": request.user_id, "items": []}
+        current = serving["loaded"]
+        if current is None:
+            reply.update(strategy="popularity", error="no active model yet")
+        else:
+            items, strategy = await recommend_async(
+                current,
+                engine,
+                request.user_id,
+                request.k,
+                request.exclude_seen,
+                request.kind,
+            )
+            reply.update(
+                items=[{"item_id": i, "score": score} for i, score in items],
+                strategy=strategy,
+                model_version=current.version.id,
+            )
+        await service.publish(RecommendationsEvent.create(reply, source="urn:marquee:recommender"))
+
+    @app.agent(requests, concurrency=1)
+    async def answer_requests(stream):
+        async for event in stream.events():
+            consumed.labels("recommendation-requests").inc()
+            await retry_until_done(
+                lambda event=event: reply_to(event),
+                what="recommendation request",
+                max_delay=settings.retry_max_seconds,
+            )
 
     return service

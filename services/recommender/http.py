@@ -1,8 +1,8 @@
 """The recommender's HTTP API on the Faust web server (behind MARQUEE_HTTP_TOKEN if set).
 
-GET /users/{user_id}/recommendations?k=10&exclude_seen=true
+GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article
 GET /items/{item_id}/similar?k=10
-GET /items/popular?k=10
+GET /items/popular?k=10&window=24h&kind=article
 GET /models
 """
 
@@ -16,9 +16,11 @@ from shared.service import Service
 
 from .model import UnknownItem
 from .model_store import ModelStore
-from .serving import recommend_for
+from .serving import popular_within, recommend_async
 
 MAX_K = 200
+#: ``window`` units for /items/popular.
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 class BadRequest(ValueError):
@@ -47,6 +49,23 @@ def _flag(request: Request, name: str, default: bool) -> bool:
     raise BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
+def _kind(request: Request) -> str | None:
+    kind = request.query.get("kind")
+    if kind is not None and not 1 <= len(kind) <= 64:
+        raise BadRequest("kind must be 1 to 64 characters")
+    return kind
+
+
+def _window_seconds(request: Request) -> float | None:
+    raw = request.query.get("window")
+    if raw is None:
+        return None
+    number, unit = raw[:-1], raw[-1:]
+    if unit not in UNITS or not number.isdigit() or int(number) == 0:
+        raise BadRequest(f"window must look like 90s, 30m, 24h or 7d, got {raw!r}")
+    return int(number) * UNITS[unit]
+
+
 def _items(scored) -> list[dict]:
     return [{"item_id": item, "score": score} for item, score in scored]
 
@@ -69,13 +88,12 @@ def install_views(service: Service, serving: dict, store: ModelStore) -> None:
                 return error
             try:
                 k, exclude_seen = _k(request), _flag(request, "exclude_seen", True)
+                kind = _kind(request)
             except BadRequest as exc:
                 return self.json({"error": str(exc)}, status=400)
-            args = (current, store.engine, user_id, k, exclude_seen)
-            if current.recommender.has_factors(user_id):
-                items, strategy = recommend_for(*args)  # in memory: microseconds
-            else:  # newer than the model: its history is read from Postgres
-                items, strategy = await asyncio.to_thread(recommend_for, *args)
+            items, strategy = await recommend_async(
+                current, store.engine, user_id, k, exclude_seen, kind
+            )
             return self.json(
                 {
                     "user_id": user_id,
@@ -88,14 +106,17 @@ def install_views(service: Service, serving: dict, store: ModelStore) -> None:
     @service.route("/items/popular")
     class Popular(View):
         async def get(self, request: Request) -> Response:
+            try:
+                k, kind, window = _k(request), _kind(request), _window_seconds(request)
+            except BadRequest as exc:
+                return self.json({"error": str(exc)}, status=400)
+            if window is not None:  # counted in Postgres: needs no model
+                items = await asyncio.to_thread(popular_within, store.engine, window, k, kind)
+                return self.json({"items": _items(items), "window_seconds": window})
             current, error = loaded(self)
             if error:
                 return error
-            try:
-                k = _k(request)
-            except BadRequest as exc:
-                return self.json({"error": str(exc)}, status=400)
-            return self.json({"items": _items(current.recommender.popular(k))})
+            return self.json({"items": _items(current.recommender.popular(k, kind=kind))})
 
     @service.route("/items/{item_id}/similar")
     class Similar(View):

@@ -172,9 +172,13 @@ class Recommender:
         items: IdMap,
         seen: scipy.sparse.csr_matrix,
         popularity: np.ndarray,
+        kinds: Iterable[str] | None = None,
     ) -> None:
         if model.item_factors.shape[0] != len(items) or len(popularity) != len(items):
             raise ValueError("item factors, popularity and the item id map disagree in length")
+        kinds = np.array(["item"] * len(items) if kinds is None else list(kinds), dtype=object)
+        if len(kinds) != len(items):
+            raise ValueError("item kinds and the item id map disagree in length")
         if seen.shape != (len(users), len(items)):
             raise ValueError(f"seen is {seen.shape}, expected {(len(users), len(items))}")
         if model.user_factors.shape[0] > len(users):
@@ -186,10 +190,14 @@ class Recommender:
         self._seen = as_csr(seen)
         # Fold-ins replace a user's row here instead of rebuilding the whole CSR matrix.
         self._history: dict[int, scipy.sparse.csr_matrix] = {}
+        self.kinds = kinds
         self.popularity = np.asarray(popularity, dtype=np.float64)
+        self._rank_popular()
+
+    def _rank_popular(self) -> None:
         # Items nobody interacted with are not "popular": they never reach a cold user.
         self._popular_order = top_k(
-            np.where(self.popularity > 0, self.popularity, -np.inf), len(items)
+            np.where(self.popularity > 0, self.popularity, -np.inf), len(self.items)
         )
 
     @property
@@ -245,15 +253,91 @@ class Recommender:
         self._history[user] = row
         return True
 
+    def factors_of(self, side: str, external_id: str) -> np.ndarray | None:
+        """A user's or item's current factor row (a copy), or ``None`` if it has none."""
+        ids, factors = (
+            (self.users, self.model.user_factors)
+            if side == "user"
+            else (self.items, self.model.item_factors)
+        )
+        index = ids.get(external_id)
+        if index is None or index >= factors.shape[0] or not factors[index].any():
+            return None
+        return factors[index].copy()
+
+    def fold_in_items(
+        self, histories: dict[str, Iterable[tuple[str, float]]], kinds: dict[str, str]
+    ) -> list[str]:
+        """Give items the model has never seen factors from their users (``partial_fit_items``),
+        so a new article can be recommended before the next retrain. Only users with factors
+        say anything about an item; an item none of them touched stays without factors.
+        Returns the items that got factors."""
+        fitted, rows, columns, values = [], [], [], []
+        for item_id, users in histories.items():
+            known = [(self.users.get(u), c) for u, c in users]
+            known = [(u, c) for u, c in known if u is not None and self._factor_row(u) is not None]
+            if item_id in self.items or not known:
+                continue
+            for user, confidence in known:
+                rows.append(len(fitted))
+                columns.append(user)
+                values.append(confidence)
+            fitted.append(item_id)
+        if not fitted:
+            return []
+        matrix = as_csr(
+            scipy.sparse.coo_matrix(
+                (values, (rows, columns)), shape=(len(fitted), self.model.user_factors.shape[0])
+            )
+        )
+        indices = np.array([self._add_item(item_id, kinds.get(item_id)) for item_id in fitted])
+        with blas_single_thread():
+            self.model.partial_fit_items(indices, matrix)
+        return fitted
+
+    def _add_item(self, item_id: str, kind: str | None) -> int:
+        index = self.items.add(item_id)
+        self.kinds = np.append(self.kinds, np.array([kind or "item"], dtype=object))
+        # No popularity until the next reload: a new item reaches users through ALS first.
+        self.popularity = np.append(self.popularity, 0.0)
+        self._seen.resize((self._seen.shape[0], len(self.items)))
+        return index
+
+    def set_factors(
+        self,
+        side: str,
+        external_id: str,
+        factors: np.ndarray,
+        *,
+        history: Iterable[tuple[str, float]] = (),
+        kind: str | None = None,
+    ) -> None:
+        """Adopt factors another worker folded in (read back from Postgres), so every
+        worker answers alike. A user's ``history`` keeps seen-item filtering exact."""
+        vector = np.asarray(factors, dtype=self.model.user_factors.dtype)
+        if side == "item":
+            index = self.items.get(external_id)
+            if index is None:
+                index = self._add_item(external_id, kind)
+            _store_row(self.model, "item_factors", index, vector)
+            self.model._item_norms = self.model._YtY = None  # cached from the old factors
+            return
+        user = self.users.add(external_id)
+        _store_row(self.model, "user_factors", user, vector)
+        self.model._user_norms = None
+        self._history[user] = self.history_row(history)
+
     def recommend(
         self,
         user_id: str,
         k: int = 10,
         exclude_seen: bool = True,
         history: Iterable[tuple[str, float]] | None = None,
+        kind: str | None = None,
     ) -> Scored:
-        """Best k items for the user. ``history`` (the user's full history) is only used
-        for a user without factors: it is folded in on the fly, without being stored."""
+        """Best k items for the user, of ``kind`` only if given. ``history`` (the user's full
+        history) is only used for a user without factors: it is folded in on the fly,
+        without being stored."""
         user = self.users.get(user_id)
         vector = self._factor_row(user)
         if vector is not None:
@@ -261,23 +345,26 @@ class Recommender:
         else:
             seen = self.history_row(history or ())
             if not seen.nnz:
-                return self._popular(k, set(seen.indices) if exclude_seen else set())
+                return self._popular(k, set(seen.indices) if exclude_seen else set(), kind)
             with blas_single_thread():
                 vector = self.model.recalculate_user(0, seen)
         scores = self.model.item_factors @ vector
-        best = top_k(scores, k, seen.indices if exclude_seen else None)
+        exclude = [seen.indices] if exclude_seen else []
+        if kind is not None:
+            exclude.append(np.flatnonzero(self.kinds != kind))
+        best = top_k(scores, k, np.concatenate(exclude) if exclude else None)
         return [(self.items.external(i), float(scores[i])) for i in best]
 
-    def popular(self, k: int = 10, exclude: Iterable[str] = ()) -> Scored:
+    def popular(self, k: int = 10, exclude: Iterable[str] = (), kind: str | None = None) -> Scored:
         """Most popular items (time-decayed), skipping the item ids in ``exclude``."""
-        return self._popular(k, {self.items.get(item_id) for item_id in exclude})
+        return self._popular(k, {self.items.get(item_id) for item_id in exclude}, kind)
 
-    def _popular(self, k: int, skip: set[int | None]) -> Scored:
+    def _popular(self, k: int, skip: set[int | None], kind: str | None = None) -> Scored:
         found: Scored = []
         for index in self._popular_order:
             if len(found) >= k:
                 break
-            if index not in skip:
+            if index not in skip and (kind is None or self.kinds[index] == kind):
                 found.append((self.items.external(index), float(self.popularity[index])))
         return found
 
@@ -294,6 +381,16 @@ class Recommender:
             scores = factors @ factors[item] / (norms * norms[item])
         best = top_k(scores, k, np.array([item]))
         return [(self.items.external(i), float(scores[i])) for i in best]
+
+
+def _store_row(model: AlternatingLeastSquares, name: str, index: int, vector: np.ndarray) -> None:
+    """Set row ``index`` of ``model.<name>``, growing the matrix with zero rows if needed."""
+    factors = getattr(model, name)
+    if index >= factors.shape[0]:
+        grown = np.zeros((index + 1, factors.shape[1]), dtype=factors.dtype)
+        grown[: factors.shape[0]] = factors
+        setattr(model, name, factors := grown)
+    factors[index] = vector
 
 
 def fit_recommender(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import Engine, text
@@ -145,6 +146,20 @@ class ModelStore:
             ).all()
         return [Version(r[0], r[1], r[2].isoformat(), *r[3:]) for r in rows]
 
+    def training_state(self) -> tuple[int, int | None, float | None]:
+        """``(interactions stored, interactions the newest version saw, its age in seconds)``;
+        the last two are ``None`` before the first version."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM interactions), v.n_interactions,"
+                    " CAST(extract(epoch FROM now() - v.trained_at) AS float8)"
+                    " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT n_interactions, trained_at"
+                    " FROM model_versions ORDER BY id DESC LIMIT 1) AS v ON true"
+                )
+            ).one()
+        return int(row[0]), row[1], row[2]
+
     def active(self) -> Version | None:
         return next((v for v in self.versions() if v.status == "active"), None)
 
@@ -162,18 +177,93 @@ class ModelStore:
         return ids, np.asarray([r[1] for r in rows], dtype=np.float32)
 
 
+#: Fold-in rows for ids the version was not trained on get an ``idx`` above every trained
+#: row, derived from the id's dense index in ``users``/``items``: every worker computes the
+#: same one, so concurrent upserts never collide.
+FOLD_IN_IDX_BASE = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class FactorUpdate:
+    side: str  # "user" or "item"
+    external_id: str
+    factors: np.ndarray
+    updated_at: datetime
+
+
+def upsert_factors(
+    engine: Engine, version: int, side: str, rows: list[tuple[str, np.ndarray]]
+) -> None:
+    """Write fold-in factors into ``<side>_factors`` of ``version``, replacing older ones."""
+    if not rows:
+        return
+    table, ids = _SIDES[side]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {table} (model_version, idx, external_id, factors, updated_at)"
+                f" SELECT :v, :base + ids.idx, ids.{ids}_id, :factors, clock_timestamp()"
+                f" FROM {ids}s AS ids WHERE ids.{ids}_id = :id"
+                " ON CONFLICT (model_version, external_id)"
+                " DO UPDATE SET factors = EXCLUDED.factors, updated_at = EXCLUDED.updated_at"
+            ),
+            [
+                {"v": version, "base": FOLD_IN_IDX_BASE, "id": external, "factors": v.tolist()}
+                # Sorted: two workers upserting overlapping ids lock rows in one order.
+                for external, v in sorted(rows, key=lambda row: row[0])
+            ],
+        )
+
+
+def factor_updates(engine: Engine, version: int, since: datetime) -> list[FactorUpdate]:
+    """Factors of ``version`` written at or after ``since`` (fold-ins of any worker)."""
+    found = []
+    with engine.connect() as conn:
+        for side, (table, _) in _SIDES.items():
+            rows = conn.execute(
+                text(
+                    f"SELECT external_id, factors, updated_at FROM {table}"
+                    " WHERE model_version = :v AND updated_at >= :since"
+                ),
+                {"v": version, "since": since},
+            )
+            found += [FactorUpdate(side, e, np.asarray(f, dtype=np.float32), t) for e, f, t in rows]
+    return found
+
+
+def item_kinds(engine: Engine, item_ids: list[str]) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT item_id, kind FROM items WHERE item_id = ANY(:ids)"), {"ids": item_ids}
+        )
+        return dict(rows.all())
+
+
+_SIDES = {"user": ("user_factors", "user"), "item": ("item_factors", "item")}
+
+
 def histories(engine: Engine, user_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
     """Each user's full history as ``(item_id, confidence)`` pairs (fold-in needs it all)."""
-    found: dict[str, list[tuple[str, float]]] = {u: [] for u in user_ids}
-    if not user_ids:
+    return _pairs(engine, "user_id", "item_id", user_ids)
+
+
+def item_histories(engine: Engine, item_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """Each item's users as ``(user_id, confidence)`` pairs (``partial_fit_items`` input)."""
+    return _pairs(engine, "item_id", "user_id", item_ids)
+
+
+def _pairs(engine: Engine, key: str, other: str, ids: list[str]) -> dict:
+    found: dict[str, list[tuple[str, float]]] = {i: [] for i in ids}
+    if not ids:
         return found
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT user_id, item_id, confidence FROM user_item WHERE user_id = ANY(:users)"),
-            {"users": list(user_ids)},
+            # key and other are column names from this module, never user input.
+            text(f"SELECT {key}, {other}, confidence FROM user_item WHERE {key} = ANY(:ids)"),
+            {"ids": list(ids)},
         )
-        for user, item, confidence in rows:
-            found[user].append((item, float(confidence)))
+        for one, two, confidence in rows:
+            found[one].append((two, float(confidence)))
     return found
 
 

@@ -36,7 +36,28 @@ class RecommenderSettings(Settings):
 
     #: How often a worker checks Postgres for a newly activated model version.
     model_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: How often a worker adopts the fold-ins other workers stored.
+    fold_in_sync_seconds: float = Field(default=1.0, gt=0, le=3600)
     popularity_half_life_days: float = Field(default=30.0, gt=0)
+
+    # Scheduled retraining inside the workers (one at a time: a Postgres advisory lock).
+    #: How often a worker checks whether a retrain is due; 0 turns scheduling off.
+    retrain_check_seconds: float = Field(default=30.0, ge=0)
+    #: Retrain when the newest version is this old (and there is new data); 0 never.
+    retrain_every_seconds: float = Field(default=6 * 3600.0, ge=0)
+    #: Retrain after this many new interactions; 0 never.
+    retrain_after_events: int = Field(default=50_000, ge=0)
+    #: The first model waits for this many interactions.
+    retrain_min_events: int = Field(default=1_000, ge=10)
+
+    def retrain_policy(self):
+        from .schedule import RetrainPolicy
+
+        return RetrainPolicy(
+            every_seconds=self.retrain_every_seconds,
+            after_events=self.retrain_after_events,
+            min_events=self.retrain_min_events,
+        )
 
     def als_params(self):
         from .model import AlsParams

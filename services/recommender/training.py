@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from shared.errors import ConfigurationError
@@ -24,7 +25,7 @@ METRICS = ("precision@10", "ndcg@10")
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "active", "rejected" or "evaluated" (evaluate-only)
+    status: str  # "active", "rejected", "evaluated" (evaluate-only) or "skipped" (not due)
     version: int | None
     metrics: dict
     passed: bool
@@ -43,8 +44,13 @@ def retrain(
     gate_ratio: float = 1.0,
     keep: int = 3,
     evaluate_only: bool = False,
+    due: Callable[[], str | None] | None = None,
 ) -> Outcome:
+    """``due``, if given, is asked again once the lock is held: a worker that decided to
+    retrain just before another one's retrain finished finds it no longer due, and skips."""
     with store.training_lock():
+        if due is not None and due() is None:
+            return Outcome("skipped", None, {}, False, None)
         events = store.events()
         if len(events) < 10:
             raise ConfigurationError(

@@ -129,6 +129,8 @@ class Recommendations(Strict):
     items: list[ScoredItem] = Field(max_length=200)
     strategy: Literal["als", "popularity"]
     model_version: int | None = None
+    #: Why ``items`` is empty when no recommendations could be made (no model yet).
+    error: str | None = Field(default=None, max_length=1_000)
 
 
 class RecommendationsEvent(Envelope[Recommendations]):

@@ -46,6 +46,15 @@ class Service:
     codec: EventCodec = field(default_factory=EventCodec)
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.request_seconds = self.metrics.histogram(
+            "marquee_http_request_duration_seconds",
+            "Time to answer an API request, by route",
+            ("route",),
+            # Milliseconds matter here: the default buckets start at 5 ms.
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+        )
+
     async def publish(
         self, event: Envelope, *, topic: str | None = None, codec: EventCodec | None = None
     ) -> None:
@@ -78,6 +87,8 @@ class Service:
 
         def decorate(view_cls: type[View]) -> type[View]:
             original = view_cls.dispatch
+            # Labelled by the route's template, never the concrete path: bounded cardinality.
+            latency = service.request_seconds.labels(path)
 
             async def dispatch(self, request: Request) -> Response:  # noqa: ANN001
                 if not service.authorized(request):
@@ -85,7 +96,8 @@ class Service:
                         {"error": "unauthorized: send Authorization: Bearer <MARQUEE_HTTP_TOKEN>"},
                         status=401,
                     )
-                return await original(self, request)
+                with latency.time():
+                    return await original(self, request)
 
             view_cls.dispatch = dispatch  # type: ignore[method-assign]
             return self.app.page(path)(view_cls)

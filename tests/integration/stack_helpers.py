@@ -13,7 +13,8 @@ from pathlib import Path
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = ROOT / ".run" / "test"
+# Override all three to run a second test session beside the first (another checkout, a helper).
+RUN_DIR = Path(os.environ.get("MARQUEE_TEST_RUN_DIR", ROOT / ".run" / "test"))
 KAFKA_PORT = int(os.environ.get("MARQUEE_TEST_KAFKA_PORT", "19092"))
 PG_PORT = int(os.environ.get("MARQUEE_TEST_PG_PORT", "15432"))
 STACK_ENV = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -95,3 +96,35 @@ def test_training_with_no_interactions_is_a_clear_error(settings, engine):
     result = marquee(settings, "train")
     assert result.returncode == 2
     assert "only 0 interactions stored; publish some before training" in result.stderr
+
+
+def test_workers_retrain_on_their_own_when_data_arrives(topics, seeded, tmp_path):
+    """No `marquee train`: the first model comes once enough is stored, the next one after
+    N new interactions; the worker serves each as soon as it is active."""
+    import sys
+
+    from worker_helpers import get, service_worker
+
+    serve = [sys.executable, "-m", "shared.cli.main", "serve", "recommender"]
+    env = {
+        "MARQUEE_RETRAIN_CHECK_SECONDS": "1",
+        "MARQUEE_RETRAIN_MIN_EVENTS": "20000",
+        "MARQUEE_RETRAIN_AFTER_EVENTS": "1000",
+        "MARQUEE_MODEL_POLL_SECONDS": "1",
+    }
+    # /readyz needs a loaded model, so "ready" means the worker trained one itself.
+    with service_worker(topics, tmp_path, serve, **env) as (_, port):
+        assert [(v["id"], v["status"]) for v in models(topics)] == [(1, "active")]
+        seed_movielens(seeded, 31_000)  # 1,000 new interactions
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = json.loads(get(port, "/users/1/recommendations")[1])
+            if body.get("model_version") == 2:
+                break
+            time.sleep(0.5)
+        assert body["model_version"] == 2
+        assert [v["n_interactions"] for v in models(topics)] == [31_000, 30_000]
+        metrics = get(port, "/metrics")[1].decode()
+        assert 'marquee_retrains_total{outcome="active"' in metrics
+        assert "marquee_model_version 2.0" in metrics
+        assert 'marquee_model_ndcg_at_10{model="served"' in metrics

@@ -47,7 +47,13 @@ def service_worker(
     Ingest-only tests wait for /livez: without a trained model the worker consumes and
     stores, but is rightly not ready to serve."""
     port = free_port()
-    env = cli_env(settings) | {"MARQUEE_HTTP_PORT": str(port), "MARQUEE_LOG_LEVEL": "INFO"} | env
+    defaults = {
+        "MARQUEE_HTTP_PORT": str(port),
+        "MARQUEE_LOG_LEVEL": "INFO",
+        # Tests train when they mean to; a test of scheduled retraining turns it back on.
+        "MARQUEE_RETRAIN_CHECK_SECONDS": "0",
+    }
+    env = cli_env(settings) | defaults | env
     log_path = tmp_path / "worker.log"
     with log_path.open("a") as log:
         proc = subprocess.Popen(

@@ -156,3 +156,49 @@ def test_top_k_breaks_ties_by_index_and_drops_excluded_and_non_finite():
     assert top_k(scores, 10).tolist() == [1, 3, 5, 0]
     assert top_k(scores, 2, np.array([1])).tolist() == [3, 5]
     assert top_k(scores, 0).tolist() == []
+
+
+def test_a_new_item_gets_factors_from_its_users_and_reaches_their_neighbours(rec):
+    # Half of cluster a read the new article; the other half should be offered it.
+    readers = [f"a-user{u}" for u in range(10)]
+    fitted = rec.fold_in_items({"article-1": [(u, 4.0) for u in readers]}, {"article-1": "article"})
+    assert fitted == ["article-1"] and rec.items.get("article-1") == 20
+    assert rec.factors_of("item", "article-1") is not None
+    assert ids(rec.recommend("a-user15", 20)).index("article-1") < 11  # ahead of every b item
+    assert "article-1" not in ids(rec.recommend("b-user3", 10))
+    # Its readers' rows stay consistent: seen filtering and popularity still work.
+    assert ids(rec.popular(3)) == ids(rec.popular(3, exclude=["article-1"]))
+
+
+def test_an_item_no_known_user_touched_stays_without_factors(rec):
+    assert rec.fold_in_items({"lonely": [("stranger", 1.0)]}, {}) == []
+    assert "lonely" not in rec.items
+
+
+def test_kind_filters_recommendations_and_popularity(rec):
+    rec.fold_in_items(
+        {"article-1": [(f"a-user{u}", 4.0) for u in range(10)]}, {"article-1": "article"}
+    )
+    assert ids(rec.recommend("a-user15", 5, kind="article")) == ["article-1"]
+    assert ids(rec.recommend("b-user3", 5, kind="article")) in ([], ["article-1"])
+    assert all(
+        item.startswith(("a", "b")) for item in ids(rec.recommend("a-user15", 30, kind="item"))
+    )
+    assert rec.popular(5, kind="article") == []  # no popularity until the next reload
+    assert len(rec.popular(5, kind="item")) == 5
+
+
+def test_adopted_factors_are_served_like_local_fold_ins(rec):
+    twin = fit_recommender(two_clusters(), PARAMS, num_threads=1)
+    history = [("b1", 4.0), ("b2", 4.0), ("b3", 4.0)]
+    assert rec.fold_in("newcomer", history)
+    twin.set_factors("user", "newcomer", rec.factors_of("user", "newcomer"), history=history)
+    assert twin.recommend("newcomer", 5) == rec.recommend("newcomer", 5)
+    assert not {"b1", "b2", "b3"} & set(ids(twin.recommend("newcomer", 20)))
+
+    rec.fold_in_items({"article-1": [("a-user1", 4.0)]}, {"article-1": "article"})
+    twin.set_factors("item", "article-1", rec.factors_of("item", "article-1"), kind="article")
+    assert twin.recommend("a-user1", 21, exclude_seen=False) == rec.recommend(
+        "a-user1", 21, exclude_seen=False
+    )
+    assert twin.kinds[twin.items.get("article-1")] == "article"

@@ -1,0 +1,94 @@
+"""Between retrains: fold changed users and new items into the active model, share them.
+
+The worker that ingested a batch folds its users in from their full history (and gives
+new items factors from their users), then upserts the factors into the version's factor
+tables. Every worker polls those tables, so a user folded in by one worker is answered
+alike by all of them; a worker that starts later loads the fold-ins with the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from sqlalchemy import Engine
+
+from .model_store import (
+    factor_updates,
+    histories,
+    item_histories,
+    item_kinds,
+    upsert_factors,
+)
+from .serving import Loaded
+
+log = logging.getLogger(__name__)
+
+#: Re-read fold-ins this far back each poll: a transaction that stamped ``updated_at``
+#: before the previous poll may have committed after it.
+COMMIT_SLACK = timedelta(seconds=3)
+
+
+@dataclass
+class FoldIn:
+    """What one fold-in changed (for metrics and tests)."""
+
+    users: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+
+
+async def fold_in(engine: Engine, loaded: Loaded, user_ids: set[str], item_ids: set[str]) -> FoldIn:
+    """Fold the batch's users (and its items the model lacks) in, and store their factors.
+
+    Database work runs in threads; the model changes on the event loop, between requests,
+    so an HTTP view never sees an item map and factor matrix of different lengths."""
+    rec, version = loaded.recommender, loaded.version.id
+    done = FoldIn()
+    new_items = sorted(i for i in item_ids if i not in rec.items)
+    if new_items:
+        found, kinds = await asyncio.gather(
+            asyncio.to_thread(item_histories, engine, new_items),
+            asyncio.to_thread(item_kinds, engine, new_items),
+        )
+        done.items = rec.fold_in_items(found, kinds)
+    users = await asyncio.to_thread(histories, engine, sorted(user_ids))
+    for n, (user, history) in enumerate(users.items()):
+        if rec.fold_in(user, history):
+            done.users.append(user)
+        if n % 50 == 49:
+            await asyncio.sleep(0)  # let HTTP requests in between users
+    for side, ids in (("item", done.items), ("user", done.users)):
+        factors = [(i, rec.factors_of(side, i)) for i in ids]
+        await asyncio.to_thread(upsert_factors, engine, version, side, factors)
+    return done
+
+
+async def sync(engine: Engine, loaded: Loaded) -> int:
+    """Adopt fold-ins other workers stored since the last call; returns how many changed."""
+    rec = loaded.recommender
+    since = loaded.synced_from - COMMIT_SLACK
+    updates = await asyncio.to_thread(factor_updates, engine, loaded.version.id, since)
+    # Our own fold-ins (and ones already adopted) come back identical: nothing to do.
+    changed = [
+        u for u in updates if not np.array_equal(rec.factors_of(u.side, u.external_id), u.factors)
+    ]
+    items = [u.external_id for u in changed if u.side == "item"]
+    users = [u.external_id for u in changed if u.side == "user"]
+    kinds = await asyncio.to_thread(item_kinds, engine, items) if items else {}
+    found = await asyncio.to_thread(histories, engine, users) if users else {}
+    for update in sorted(changed, key=lambda u: u.side != "item"):  # items first
+        rec.set_factors(
+            update.side,
+            update.external_id,
+            update.factors,
+            history=found.get(update.external_id, ()),
+            kind=kinds.get(update.external_id),
+        )
+    if updates:
+        loaded.synced_from = max(loaded.synced_from, max(u.updated_at for u in updates))
+    if changed:
+        log.debug("adopted %s fold-ins from other workers", len(changed))
+    return len(changed)
