@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Events
     max_event_bytes: int = Field(default=64 * 1024, ge=512, le=8 * 1024 * 1024)
     max_clock_skew_seconds: float = Field(default=300.0, ge=0)
+    #: Longest pause between retries of a failing write (Postgres or Kafka) in a service.
+    retry_max_seconds: float = Field(default=10.0, gt=0)
 
     # HTTP (every service exposes /livez, /readyz and /metrics)
     http_host: str = "127.0.0.1"

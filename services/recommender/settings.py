@@ -20,8 +20,6 @@ class RecommenderSettings(Settings):
     # Ingest batching: a batch closes at this many events or after this long.
     ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
     ingest_batch_seconds: float = Field(default=0.5, gt=0, le=60)
-    #: Longest pause between retries of a failing database write.
-    retry_max_seconds: float = Field(default=10.0, gt=0)
 
     # ALS and retraining (defaults chosen on MovieLens-100k; see docs/benchmarks.md).
     als_factors: int = Field(default=64, ge=1, le=1024)
