@@ -116,7 +116,13 @@ def build(settings: RecommenderSettings) -> Service:
                 if f"{name}@10" in scores:
                     gauge.labels(model).set(scores[f"{name}@10"])
 
+    reloading = asyncio.Lock()  # the poll timer and a finished retrain may both reload
+
     async def reload_model() -> None:
+        async with reloading:
+            await _reload_model()
+
+    async def _reload_model() -> None:
         # Another worker (or `marquee train`) may have activated a new version.
         try:
             active = await asyncio.to_thread(model_store.active)
@@ -126,8 +132,12 @@ def build(settings: RecommenderSettings) -> Service:
                     load_active, model_store, settings.popularity_half_life_days * 86_400
                 )
                 if loaded is not None:
+                    done = await freshness.catch_up(engine, loaded)
                     serving["loaded"] = loaded
                     show_quality(loaded)
+                    log.info(
+                        "serving version %s; caught up %s users", loaded.version.id, len(done.users)
+                    )
         except Exception as exc:  # noqa: BLE001 - /readyz reports a missing model
             log.warning("loading the active model failed: %s", exc)
 
@@ -153,7 +163,14 @@ def build(settings: RecommenderSettings) -> Service:
                 policy, interactions=interactions, last_trained_on=trained_on, last_age_seconds=age
             )
 
+        training: list[asyncio.Task] = []
+
         @app.timer(settings.retrain_check_seconds, on_leader=False)
+        async def check_retrain() -> None:
+            # Training takes minutes; the timer only starts it, so its ticks stay short.
+            if not training or training[0].done():
+                training[:] = [asyncio.ensure_future(scheduled_retrain())]
+
         async def scheduled_retrain() -> None:
             try:
                 reason = await asyncio.to_thread(due)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Engine
@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from .model_store import (
     factor_updates,
     histories,
+    ingested_since,
     item_histories,
     item_kinds,
     upsert_factors,
@@ -64,6 +65,17 @@ async def fold_in(engine: Engine, loaded: Loaded, user_ids: set[str], item_ids: 
         factors = [(i, rec.factors_of(side, i)) for i in ids]
         await asyncio.to_thread(upsert_factors, engine, version, side, factors)
     return done
+
+
+async def catch_up(engine: Engine, loaded: Loaded) -> FoldIn:
+    """Fold in what was ingested while the version trained: without this, a user who
+    clicked during a retrain would get the new version's older view of them."""
+    data_until = loaded.version.metrics.get("data_until")
+    if data_until is None:  # trained before versions recorded it
+        return FoldIn()
+    since = datetime.fromisoformat(data_until) - COMMIT_SLACK
+    users, items = await asyncio.to_thread(ingested_since, engine, since)
+    return await fold_in(engine, loaded, users, items)
 
 
 async def sync(engine: Engine, loaded: Loaded) -> int:

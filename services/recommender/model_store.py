@@ -54,16 +54,19 @@ class ModelStore:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": TRAINING_LOCK})
                 conn.commit()
 
-    def events(self) -> list[Event]:
-        """Every stored interaction as ``(user_id, item_id, weight, epoch seconds)``."""
+    def events(self) -> tuple[list[Event], datetime]:
+        """Every stored interaction as ``(user_id, item_id, weight, epoch seconds)``, and
+        the database time just before they were read: anything ingested after it is not
+        in them (see :func:`ingested_since`)."""
         with self.engine.connect() as conn:
+            read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
             rows = conn.execute(
                 text(
                     "SELECT user_id, item_id, weight, extract(epoch FROM occurred_at)"
                     " FROM interactions"
                 )
             )
-            return [(u, i, float(w), float(t)) for u, i, w, t in rows]
+            return [(u, i, float(w), float(t)) for u, i, w, t in rows], read_at
 
     def save(
         self,
@@ -237,6 +240,16 @@ def item_kinds(engine: Engine, item_ids: list[str]) -> dict[str, str]:
             text("SELECT item_id, kind FROM items WHERE item_id = ANY(:ids)"), {"ids": item_ids}
         )
         return dict(rows.all())
+
+
+def ingested_since(engine: Engine, since: datetime) -> tuple[set[str], set[str]]:
+    """Users and items of the interactions stored after ``since``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT DISTINCT user_id, item_id FROM interactions WHERE ingested_at >= :t"),
+            {"t": since},
+        ).all()
+    return {u for u, _ in rows}, {i for _, i in rows}
 
 
 _SIDES = {"user": ("user_factors", "user"), "item": ("item_factors", "item")}

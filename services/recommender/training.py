@@ -51,7 +51,7 @@ def retrain(
     with store.training_lock():
         if due is not None and due() is None:
             return Outcome("skipped", None, {}, False, None)
-        events = store.events()
+        events, read_at = store.events()
         if len(events) < 10:
             raise ConfigurationError(
                 f"only {len(events)} interactions stored; publish some before training"
@@ -61,7 +61,13 @@ def retrain(
             scores = evaluate_split(train, test, params)
         models = scores["models"]
         passed = passes_gate(models, gate_ratio)
-        metrics = {"holdout": models, "gate_ratio": gate_ratio, "passed": passed}
+        metrics = {
+            "holdout": models,
+            "gate_ratio": gate_ratio,
+            "passed": passed,
+            # Workers fold in what arrived after this when they load the version.
+            "data_until": read_at.isoformat(),
+        }
         if evaluate_only:
             return Outcome("evaluated", None, metrics, passed, None)
 
