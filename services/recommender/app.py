@@ -103,6 +103,7 @@ def build(settings: RecommenderSettings) -> Service:
             return False, "no active model loaded (run `marquee train`)"
         return True, f"model version {loaded.version.id}"
 
+    service.require_assignment()
     service.health.add("postgres", postgres_check)
     service.health.add("ingest", ingest_check)
     service.health.add("model", model_check)

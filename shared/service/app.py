@@ -70,6 +70,20 @@ class Service:
         delivery = await channel.send(key=record.key, value=record.value, headers=record.headers)
         await asyncio.wait_for(delivery, 30)  # confirmed by the broker, not just queued
 
+    def require_assignment(self) -> None:
+        """Add a readiness check: this worker has joined its consumer group and is not in
+        the middle of a rebalance (for services that consume; it may hold no partitions)."""
+        app = self.app
+
+        def assigned() -> tuple[bool, str]:
+            if not app.rebalancing_count:
+                return False, "not in the consumer group yet"
+            if app.rebalancing:
+                return False, "rebalancing"
+            return True, f"{len(app.consumer.assignment())} partitions assigned"
+
+        self.health.add("kafka_assignment", assigned)
+
     def has_token(self, request: Request) -> bool:
         """True when no token is configured or the request carries it."""
         token = self.settings.http_token
