@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 NAME ?=
 
-.PHONY: help setup up down status demo test test-unit bench lint lock clean
+.PHONY: help setup up down status demo test test-unit bench screenshot lint lock clean
 
 help:
 	@echo "make demo    start Kafka + Postgres, ensure topics, replay MovieLens-100k, print a summary"
@@ -38,6 +38,10 @@ test-unit: setup
 
 bench: up
 	@$(PY) -m benchmarks $(NAME)
+
+# Refresh docs/dashboard.png (the README's) from the browser test.
+screenshot: setup
+	@MARQUEE_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/integration/test_dashboard_browser.py
 
 lint: setup
 	@$(PY) -m ruff check shared services tests benchmarks

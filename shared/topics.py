@@ -77,6 +77,14 @@ _BASE = (
         description="exactly one reply per content request",
     ),
     TopicSpec(
+        "content-stream",
+        3,
+        1 * DAY_MS,
+        "request_id",
+        ("marquee.content_chunk.v1",),
+        description="partial output while a request is generated (MARQUEE_GENERATOR_STREAM)",
+    ),
+    TopicSpec(
         "recommendation-requests",
         3,
         1 * DAY_MS,

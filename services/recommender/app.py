@@ -19,7 +19,7 @@ from sqlalchemy import text
 from shared.db import make_engine
 from shared.errors import InvalidEvent
 from shared.events import EventCodec
-from shared.events.deadletter import dead_letter
+from shared.events.deadletter import dead_letter_for
 from shared.events.models import RecommendationsEvent
 from shared.retry import retry_until_done
 from shared.service import Service, create_app
@@ -212,28 +212,15 @@ def build(settings: RecommenderSettings) -> Service:
         folded.labels("item").inc(len(done.items))
         fold_in_seconds.observe(time.perf_counter() - started)
 
-    def letter(msg, exc: InvalidEvent):
-        return dead_letter(
-            service="recommender",
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            value=msg.value,
-            error=exc,
-        )
-
     def classify(events) -> tuple[list[InteractionRow], list]:
         """Valid interactions become rows; anything else becomes a dead letter."""
         rows, letters = [], []
         for event in events:
             msg = event.message
             try:
-                parsed = codec.decode(msg.value)
-                if parsed.type != "marquee.interaction.v1":
-                    raise InvalidEvent(f"{parsed.type} does not belong on the interactions topic")
+                parsed = codec.decode(msg.value, topic="interactions")
             except InvalidEvent as exc:
-                letters.append(letter(msg, exc))
+                letters.append(dead_letter_for("recommender", msg, exc))
                 continue
             data = parsed.data
             rows.append(
@@ -297,13 +284,10 @@ def build(settings: RecommenderSettings) -> Service:
         """One reply on ``recommendations`` per valid request, correlated by request_id."""
         msg = event.message
         try:
-            parsed = codec.decode(msg.value)
-            if parsed.type != "marquee.recommendation_request.v1":
-                raise InvalidEvent(f"{parsed.type} does not belong on recommendation-requests")
+            parsed = codec.decode(msg.value, topic="recommendation-requests")
         except InvalidEvent as exc:
-            await service.publish(
-                letter(msg, exc), topic="recommendation-requests.dlq", codec=DLQ_CODEC
-            )
+            letter = dead_letter_for("recommender", msg, exc)
+            await service.publish(letter, topic="recommendation-requests.dlq", codec=DLQ_CODEC)
             dead.labels("recommendation-requests").inc()
             return
         request = parsed.data

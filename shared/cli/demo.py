@@ -1,34 +1,88 @@
-"""``marquee demo``: the main job on embedded defaults (what ``make demo`` runs).
+"""``marquee demo``: the whole system on embedded defaults (what ``make demo`` runs).
 
-Today: the stack is up (``make up``), the topics exist, the real MovieLens-100k ratings
-are replayed as interaction events and a summary is printed. Services join the demo as
-they land (recommender, generator, dashboard).
+Starts the recommender, the generator and the dashboard as child processes (logs under
+``<run dir>/demo``), replays MovieLens-100k as live interactions at a steady rate, asks the
+generator for a few pieces of each kind, and prints as results arrive: generated pieces,
+recommendations for a few users as models are trained, and one generated article being
+recommended once readers like it (the closed loop). Runs until Ctrl-C or ``--duration``,
+then stops every service cleanly.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import threading
 import time
+import uuid
 from collections import Counter
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
 
 from ..config import Settings
 from ..data import movielens
-from ..db import current_revision, make_engine
+from ..db import current_revision, make_engine, upgrade
+from ..events import EventCodec, InteractionEvent
+from ..events.models import ContentRequestEvent
 from ..kafka.admin import ensure_from_settings
-from ..kafka.offsets import end_offsets
+from ..kafka.client import client_options
+from ..kafka.publisher import Publisher
 from ..topics import full_name
 from .argtypes import positive_int, rate
+from .processes import ServiceFailed, Supervisor
 from .replay import replay
 from .topics import admin_client
+
+SERVICES = ("recommender", "generator", "dashboard")
+#: The demo's recommender trains early and often, so models appear while you watch.
+RECOMMENDER_ENV = {
+    "MARQUEE_RETRAIN_CHECK_SECONDS": "5",
+    "MARQUEE_RETRAIN_MIN_EVENTS": "5000",
+    "MARQUEE_RETRAIN_AFTER_EVENTS": "25000",
+    "MARQUEE_MODEL_POLL_SECONDS": "2",
+}
+REQUESTS = [
+    ("news", "The city opens a new public library with a rooftop garden and a maker space."),
+    ("news", "A local bakery wins the national bread championship for its sourdough."),
+    ("script", "A 30-second radio spot for a neighbourhood farmers' market on Saturday."),
+    ("lyrics", "A chorus about the first snow of winter falling on a quiet town."),
+    ("assistant", "Give three tips for writing a clear news headline."),
+]
+
+
+def cast(first_model_events: int) -> tuple[list[str], list[str], str]:
+    """Users the demo follows, readers of the generated article, and a fan to offer it to:
+    all among the most active users of the ratings the first model is trained on, so each
+    has factors by the time they are needed (fold-in of a new item learns from them)."""
+    counts = Counter(r.user_id for r in movielens.load_ratings()[:first_model_events])
+    regulars = [user for user, _ in counts.most_common(34)]
+    return regulars[:3], regulars[3:33], regulars[33]
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "demo", help="replay MovieLens-100k through the stack and summarise"
+        "demo", help="run every service on MovieLens-100k and generated content, live"
     )
     parser.add_argument(
         "--limit", type=positive_int, help="replay only the first N ratings (default: all)"
     )
-    parser.add_argument("--rate", type=rate, default=0.0, help="events per second (default: max)")
+    parser.add_argument(
+        "--rate", type=rate, default=1000.0, help="interactions per second (default: 1000/s)"
+    )
+    parser.add_argument(
+        "--duration", type=positive_int, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=96, help="length of generated pieces"
+    )
+    parser.add_argument(
+        "--base-port",
+        type=positive_int,
+        default=6066,
+        help="HTTP ports: recommender, generator, dashboard from here (default 6066)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -36,45 +90,218 @@ def _step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
+def _say(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+class Demo:
+    def __init__(self, args, settings: Settings, supervisor: Supervisor) -> None:
+        self.args, self.settings, self.sup = args, settings, supervisor
+        self.replies: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.sent_requests: dict[str, tuple[str, str]] = {}
+        self.model_version: int | None = None
+        self.article: str | None = None  # item id of the first generated news piece
+        self.loop_state = "waiting"  # waiting -> liked -> shown
+        self.replay_result: tuple[int, int] | None = None
+        self.watched, self.readers, self.fan = cast(
+            int(RECOMMENDER_ENV["MARQUEE_RETRAIN_MIN_EVENTS"])
+        )
+
+    # --- background work ---------------------------------------------------------------
+    def start_replay(self) -> threading.Thread:
+        def work() -> None:
+            self.replay_result = replay(
+                self.settings,
+                rate=self.args.rate,
+                limit=self.args.limit,
+                progress=False,
+                live=True,
+                stop=self.stop,
+            )
+
+        thread = threading.Thread(target=work, name="replay", daemon=True)
+        thread.start()
+        return thread
+
+    def start_reply_reader(self) -> threading.Thread:
+        topic = full_name("content-generated", self.settings.topic_prefix)
+        consumer = KafkaConsumer(**client_options(self.settings), group_id=None)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            consumer.position(tp)  # resolve "end" now, before any request is sent
+
+        def work() -> None:
+            codec = EventCodec()
+            try:
+                while not self.stop.is_set():
+                    for records in consumer.poll(timeout_ms=500).values():
+                        for record in records:
+                            self.replies.put(codec.decode(record.value).data)
+            finally:
+                consumer.close()
+
+        thread = threading.Thread(target=work, name="replies", daemon=True)
+        thread.start()
+        return thread
+
+    def send_requests(self) -> None:
+        with Publisher(self.settings) as pub:
+            for kind, prompt in REQUESTS:
+                request_id = f"demo-{kind}-{uuid.uuid4().hex[:8]}"
+                pub.publish(
+                    ContentRequestEvent.create(
+                        {
+                            "request_id": request_id,
+                            "kind": kind,
+                            "prompt": prompt,
+                            "max_new_tokens": self.args.max_new_tokens,
+                            "temperature": 0.7,
+                            "seed": 7,
+                        }
+                    )
+                )
+                self.sent_requests[request_id] = (kind, prompt)
+        _say(f"asked the generator for {len(REQUESTS)} pieces: news, script, lyrics, assistant")
+
+    # --- what is printed as it happens -------------------------------------------------
+    def recommender(self, path: str) -> dict | None:
+        status, body = self.sup.children["recommender"].get(path)
+        return json.loads(body) if status == 200 else None
+
+    def show_model(self) -> None:
+        models = self.recommender("/models") or {"versions": []}
+        active = next((v for v in models["versions"] if v["status"] == "active"), None)
+        if active is None or active["id"] == self.model_version:
+            return
+        self.model_version = active["id"]
+        holdout = active["metrics"].get("holdout", {})
+        served, popular = holdout.get("served", {}), holdout.get("popularity", {})
+        _step(
+            f"recommender: model version {active['id']} active, trained on"
+            f" {active['n_interactions']:,} interactions; held-out P@10"
+            f" {served.get('precision@10', 0):.3f} vs popularity {popular.get('precision@10', 0):.3f}"
+        )
+        for user in self.watched:
+            body = self.recommender(f"/users/{user}/recommendations?k=5")
+            if body:
+                items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in body["items"])
+                _say(f"user {user} [{body['strategy']}]: {items}")
+
+    def show_reply(self, reply) -> None:
+        if reply.request_id not in self.sent_requests:
+            return
+        kind, prompt = self.sent_requests[reply.request_id]
+        _step(f"generator: {kind} piece, {reply.status}")
+        _say(f"prompt: {prompt}")
+        if reply.status == "ok":
+            took = reply.timings.total_seconds if reply.timings else 0
+            _say(f"{reply.completion_tokens} tokens in {took:.1f} s ({reply.finish_reason}):")
+            for line in (reply.text or "").strip().splitlines()[:12]:
+                _say(f"  | {line}")
+            if kind == "news" and self.article is None and reply.item_id:
+                self.article = reply.item_id
+        else:
+            _say(f"error: {reply.error}")
+
+    def closed_loop(self) -> None:
+        """Readers like the first generated article; then it is recommended to a fan."""
+        if self.article is None or self.model_version is None:
+            return
+        if self.loop_state == "waiting":
+            with Publisher(self.settings) as pub:
+                for user in self.readers:
+                    pub.publish(
+                        InteractionEvent.create(
+                            {"user_id": user, "item_id": self.article, "action": "like"}
+                        )
+                    )
+            self.loop_state = "liked"
+            _step(
+                f"closed loop: {len(self.readers)} readers liked the generated article {self.article}"
+            )
+        elif self.loop_state == "liked":
+            body = self.recommender(f"/users/{self.fan}/recommendations?k=3&kind=news")
+            if body and any(i["item_id"] == self.article for i in body["items"]):
+                self.loop_state = "shown"
+                score = next(i["score"] for i in body["items"] if i["item_id"] == self.article)
+                _step(
+                    f"closed loop: user {self.fan} is now recommended the generated article"
+                    f" {self.article} (score {score:.3f}), before any retrain"
+                )
+
+    def tick(self) -> None:
+        self.sup.check()
+        while not self.replies.empty():
+            self.show_reply(self.replies.get())
+        self.show_model()
+        self.closed_loop()
+
+
 def run(args, settings: Settings) -> int:
     started = time.monotonic()
+    run_dir = Path(os.environ.get("MARQUEE_RUN_DIR", ".run"))
     _step(f"Kafka at {settings.kafka_bootstrap_servers}: ensuring topics")
     admin = admin_client(settings)
     try:
         report = ensure_from_settings(admin, settings)
-        print(
-            f"    {len(report.created)} created, {len(report.unchanged) + len(report.reconciled)} already there"
-        )
-
-        _step("Postgres: checking the schema")
-        engine = make_engine(settings)
-        try:
-            revision = current_revision(engine, settings.postgres_schema)
-        finally:
-            engine.dispose()
-        print(f"    schema {settings.postgres_schema} at migration {revision}")
-
-        ratings = movielens.load_ratings()
-        if args.limit:
-            ratings = ratings[: args.limit]
-        _step(f"replaying {len(ratings):,} MovieLens-100k ratings as interaction events")
-        sent, confirmed = replay(settings, rate=args.rate, limit=args.limit)
-
-        _step("summary")
-        actions = Counter("like" if r.rating >= 4 else "view" for r in ratings)
-        print(f"    events confirmed by the broker: {confirmed:,} of {sent:,}")
-        print(
-            f"    users: {len({r.user_id for r in ratings}):,}   items: {len({r.item_id for r in ratings}):,}"
-        )
-        print(f"    actions: {', '.join(f'{k} {v:,}' for k, v in sorted(actions.items()))}")
-        total = sum(end_offsets(settings, "interactions").values())
-        print(
-            f"    records on {full_name('interactions', settings.topic_prefix)}: {total:,} (all replays so far)"
-        )
     finally:
         admin.close()
-    print(f"    took {time.monotonic() - started:.1f} s")
-    print(
-        "next: `.venv/bin/marquee tail interactions` to watch events, `make test` to run the suite"
-    )
-    return 0 if confirmed == sent else 1
+    _say(f"{len(report.created)} created, {len(report.unchanged) + len(report.reconciled)} there")
+    _step("Postgres: applying migrations")
+    engine = make_engine(settings)
+    try:
+        upgrade(engine, settings.postgres_schema)
+        revision = current_revision(engine, settings.postgres_schema)
+        _say(f"schema {settings.postgres_schema} at migration {revision}")
+    finally:
+        engine.dispose()
+
+    supervisor = Supervisor(run_dir / "demo", dict(os.environ))
+    demo = Demo(args, settings, supervisor)
+    try:
+        _step(f"starting the services (logs in {supervisor.log_dir})")
+        ports = {name: args.base_port + n for n, name in enumerate(SERVICES)}
+        recommender_url = {
+            "MARQUEE_DASHBOARD_RECOMMENDER_URL": f"http://127.0.0.1:{ports['recommender']}"
+        }
+        supervisor.start("recommender", ports["recommender"], **RECOMMENDER_ENV)
+        supervisor.start("generator", ports["generator"])
+        supervisor.start("dashboard", ports["dashboard"], **recommender_url)
+        for name in ("recommender", "dashboard"):
+            supervisor.wait_up(name)
+        supervisor.wait_up("generator", "/readyz", timeout=300)  # the model loaded
+        _say(", ".join(f"{name} :{port}" for name, port in ports.items()) + " are up")
+        _step(f"dashboard: http://127.0.0.1:{ports['dashboard']}/")
+
+        limit = f"{args.limit:,}" if args.limit else "100,000"
+        _step(
+            f"replaying {limit} MovieLens-100k ratings as live interactions at {args.rate:,.0f}/s"
+        )
+        replaying = demo.start_replay()
+        demo.start_reply_reader()
+        demo.send_requests()
+        last_progress = 0.0
+        while args.duration is None or time.monotonic() - started < args.duration:
+            demo.tick()
+            if time.monotonic() - last_progress >= 15:
+                last_progress = time.monotonic()
+                state = "done" if not replaying.is_alive() else "running"
+                _say(f"[{time.monotonic() - started:5.0f} s] replay {state}; Ctrl-C stops the demo")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print()
+    except ServiceFailed as exc:
+        print(f"marquee demo: {exc}", flush=True)
+        return 1
+    finally:
+        demo.stop.set()
+        _step("stopping the services")
+        supervisor.stop()
+    if demo.replay_result:
+        sent, confirmed = demo.replay_result
+        _say(f"interactions confirmed by the broker: {confirmed:,} of {sent:,}")
+    _say(f"took {time.monotonic() - started:.0f} s")
+    return 0

@@ -19,7 +19,7 @@ from services.recommender import cli_train as recommender_train  # noqa: E402
 from ..config import DEFAULT_ENV_FILE, Settings, load_settings
 from ..errors import ConfigurationError, InvalidEvent, MarqueeError
 from ..logging import configure_logging
-from . import db, demo, publish, replay, schemas, serve, tail, topics, users
+from . import db, demo, generate, model, publish, replay, schemas, serve, tail, topics, users
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         demo,
         recommender_cli,
         recommender_train,
+        model,
+        generate,
     ):
         module.register(commands)
     return parser

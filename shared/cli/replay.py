@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import UTC, datetime
 
 from tqdm import tqdm
 
@@ -38,18 +40,31 @@ class Pacer:
 
 
 def replay(
-    settings: Settings, *, rate: float = 0.0, limit: int | None = None, progress=True
+    settings: Settings,
+    *,
+    rate: float = 0.0,
+    limit: int | None = None,
+    progress=True,
+    live: bool = False,
+    stop: threading.Event | None = None,
 ) -> tuple[int, int]:
-    """Publish the ratings; returns ``(sent, confirmed)`` after the final flush."""
+    """Publish the ratings; returns ``(sent, confirmed)`` after the final flush.
+
+    ``live`` stamps each event with the time it is sent instead of the rating's own;
+    setting ``stop`` ends the replay early."""
     ratings = movielens.load_ratings()
     if limit is not None:
         ratings = ratings[:limit]
     pacer = Pacer(rate)
     with Publisher(settings) as publisher:
         bar = tqdm(total=len(ratings), unit="ev", disable=not progress, desc="replaying")
+        sent = 0
         for n, rating in enumerate(ratings):
+            if stop is not None and stop.is_set():
+                break
             pacer.wait(n)
-            publisher.publish(movielens.to_event(rating))
+            publisher.publish(movielens.to_event(rating, datetime.now(UTC) if live else None))
+            sent += 1
             if n % 500 == 0:
                 bar.set_postfix_str(f"confirmed={publisher.confirmed:,}", refresh=False)
             bar.update()
@@ -57,7 +72,7 @@ def replay(
         publisher.flush()
         bar.set_postfix_str(f"confirmed={publisher.confirmed:,}")
         bar.close()
-        return len(ratings), publisher.confirmed
+        return sent, publisher.confirmed
 
 
 def run(args, settings: Settings) -> int:

@@ -55,10 +55,11 @@ def load_ratings(path: Path | None = None) -> list[Rating]:
     return ratings
 
 
-def to_event(r: Rating) -> InteractionEvent:
+def to_event(r: Rating, at: datetime | None = None) -> InteractionEvent:
     """One rating as an interaction. 4-5 stars count as a like, the rest as a view.
 
     The id is derived from the rating, so replaying the data set twice is idempotent.
+    ``at`` replaces the rating's own time (a live demo's events happen now).
     """
     return InteractionEvent.create(
         {
@@ -69,7 +70,7 @@ def to_event(r: Rating) -> InteractionEvent:
         },
         source=SOURCE,
         id=f"ml100k-{r.user_id}-{r.item_id}-{r.timestamp}",
-        time=datetime.fromtimestamp(r.timestamp, UTC),
+        time=at or datetime.fromtimestamp(r.timestamp, UTC),
     )
 
 

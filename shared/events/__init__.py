@@ -4,6 +4,8 @@ from .codec import EventCodec
 from .envelope import DEFAULT_SOURCE, Envelope
 from .models import (
     EVENT_TYPES,
+    ContentChunk,
+    ContentChunkEvent,
     ContentRequest,
     ContentRequestEvent,
     DeadLetter,
@@ -25,6 +27,8 @@ from .models import (
 __all__ = [
     "DEFAULT_SOURCE",
     "EVENT_TYPES",
+    "ContentChunk",
+    "ContentChunkEvent",
     "ContentRequest",
     "ContentRequestEvent",
     "DeadLetter",

@@ -13,6 +13,7 @@ from typing import Annotated, Union
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ..errors import InvalidEvent
+from ..topics import spec
 from .envelope import Envelope, describe
 from .models import EVENT_TYPES
 
@@ -30,7 +31,18 @@ class EventCodec:
     max_bytes: int = 64 * 1024
     max_clock_skew_seconds: float = 300.0
 
-    def decode(self, raw: bytes | bytearray | memoryview | str | None) -> Envelope:
+    def decode(
+        self, raw: bytes | bytearray | memoryview | str | None, *, topic: str | None = None
+    ) -> Envelope:
+        """The event in ``raw``; with ``topic`` (a registry name), only a type it carries.
+
+        Raises :class:`InvalidEvent` saying what is wrong."""
+        event = self._decode(raw)
+        if topic is not None and event.type not in spec(topic).event_types:
+            raise InvalidEvent(f"{event.type} does not belong on the {topic} topic")
+        return event
+
+    def _decode(self, raw: bytes | bytearray | memoryview | str | None) -> Envelope:
         if raw is None:
             raise InvalidEvent("empty message (no value)")
         if isinstance(raw, str):

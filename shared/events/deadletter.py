@@ -44,3 +44,17 @@ def dead_letter(
         source=f"urn:marquee:{service}",
         id=f"{topic}/{partition}/{offset}",
     )
+
+
+def dead_letter_for(service: str, message, error: BaseException | str) -> DeadLetterEvent:
+    """A dead letter for a consumed record: anything with ``topic``, ``partition``,
+    ``offset``, ``key`` and ``value`` (a Faust message, a kafka-python record)."""
+    return dead_letter(
+        service=service,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        error=error,
+    )

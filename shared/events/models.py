@@ -104,6 +104,22 @@ class GeneratedContentEvent(Envelope[GeneratedContent]):
     type: Literal["marquee.generated_content.v1"] = "marquee.generated_content.v1"
 
 
+class ContentChunk(Strict):
+    """Partial output of a request as it is generated (the optional token stream).
+
+    ``index`` counts a request's chunks from 0; the chunks in order add up to the reply's
+    text. The reply on ``content-generated`` remains the answer of record."""
+
+    request_id: Id
+    index: int = Field(ge=0)
+    text: str = Field(max_length=4_000)
+
+
+class ContentChunkEvent(Envelope[ContentChunk]):
+    event_type = "marquee.content_chunk.v1"
+    type: Literal["marquee.content_chunk.v1"] = "marquee.content_chunk.v1"
+
+
 # --- recommendations over Kafka ---------------------------------------------------------
 class RecommendationRequest(Strict):
     request_id: Id
@@ -181,6 +197,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         InteractionEvent,
         ContentRequestEvent,
         GeneratedContentEvent,
+        ContentChunkEvent,
         RecommendationRequestEvent,
         RecommendationsEvent,
         HeartbeatEvent,

@@ -9,6 +9,7 @@ plugin is installed (it needs no Docker daemon).
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import os
 import re
 import shlex
@@ -144,6 +145,14 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
+
+
+def settings_class(service: dict[str, Any]) -> type[Settings]:
+    """The settings class the container's command reads: a service's own, else the shared."""
+    command = list(service.get("command") or [])
+    if command[:1] == ["serve"]:
+        return importlib.import_module(f"services.{command[1]}.app").SETTINGS
+    return Settings
 
 
 def marquee_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -283,12 +292,13 @@ def test_every_marquee_service_gets_the_common_environment(services) -> None:
             assert env[key] is None, f"{name}: {key} must be absent when unset, not defaulted"
 
 
-def test_every_marquee_variable_is_a_settings_field() -> None:
-    fields = {f"MARQUEE_{name.upper()}" for name in Settings.model_fields}
+def test_every_marquee_variable_is_a_settings_field(services) -> None:
+    classes = {Settings, *(settings_class(svc) for svc in services.values())}
+    fields = {f"MARQUEE_{name.upper()}" for cls in classes for name in cls.model_fields}
     text = COMPOSE_FILE.read_text()
     named = set(re.findall(r"\b(MARQUEE_[A-Z0-9_]+)\b", text)) - COMPOSE_LEVEL_VARS
     # Mentions inside comments count too: a comment naming a setting that does not exist lies.
-    assert named <= fields, f"not fields of shared.config.Settings: {sorted(named - fields)}"
+    assert named <= fields, f"not fields of any service's settings: {sorted(named - fields)}"
 
 
 @pytest.mark.parametrize(
@@ -317,7 +327,7 @@ def test_container_environment_validates_as_settings(services, shell, monkeypatc
         with monkeypatch.context() as m:
             for key, value in env.items():
                 m.setenv(key, value)
-            settings = Settings(_env_file=None)  # type: ignore[call-arg]
+            settings = settings_class(svc)(_env_file=None)  # type: ignore[call-arg]
         assert settings.kafka_bootstrap_servers == "kafka:9092", name
         assert settings.postgres_dsn.get_secret_value().startswith(
             "postgresql+psycopg2://marquee:x@postgres:5432/"

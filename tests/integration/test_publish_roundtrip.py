@@ -21,6 +21,7 @@ SAMPLES = {
     "marquee.generated_content.v1": m.GeneratedContent(
         request_id="r1", reply_id="rep1", status="ok", kind="news", text="Hello", model="tiny"
     ),
+    "marquee.content_chunk.v1": m.ContentChunk(request_id="r1", index=0, text="The council"),
     "marquee.recommendation_request.v1": m.RecommendationRequest(request_id="q1", user_id="u2"),
     "marquee.recommendations.v1": m.Recommendations(
         request_id="q1",

@@ -44,6 +44,7 @@ SAMPLE_DATA: dict[str, dict] = {
         "timings": {"queue_seconds": 0.1, "first_token_seconds": 0.2, "total_seconds": 1.5},
         "item_id": "gen-r-1",
     },
+    "marquee.content_chunk.v1": {"request_id": "r-1", "index": 0, "text": "The council"},
     "marquee.recommendation_request.v1": {
         "request_id": "r-2",
         "user_id": "u-1",

@@ -1,0 +1,1 @@
+"""The ops dashboard: lag, throughput, heartbeats, dead letters, models and generated content."""

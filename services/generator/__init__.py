@@ -1,0 +1,12 @@
+"""The generator: content requests -> an ONNX language model -> generated text.
+
+The inference half has no Kafka or database imports, so a service (or the CLI, or a
+benchmark) drives it from any thread:
+
+- :mod:`.convert` turns a Llama-architecture GGUF into a model directory;
+- :mod:`.modeldir` reads a model directory (ours, or any Optimum
+  ``text-generation-with-past`` export): ONNX decoder, ``tokenizer.json``, config;
+- :mod:`.engine` runs it on onnxruntime (CUDA with IOBinding when present, else CPU)
+  with a KV cache and batched generation;
+- :mod:`.sampling`, :mod:`.stopping` and :mod:`.prompts` are pure logic.
+"""

@@ -1,0 +1,299 @@
+"""The generator's Faust app: ``content-requests`` in, exactly one ``content-generated`` out.
+
+Requests wait in a bounded queue; a batcher takes up to a batch of them, the engine runs
+the batch in a thread (the event loop keeps heartbeating), and each reply is stored in
+Postgres before it is published and before its request is acked. So a request replayed
+after a crash finds its reply stored and gets it again, identical; nothing is generated
+twice. The agent acks by hand (``noack``): Faust commits an offset only once every
+offset below it is acked, so a request never counts as done before its reply exists.
+A full queue stops the agent, which stops consumption: backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.db import make_engine
+from shared.errors import InvalidEvent
+from shared.events import EventCodec
+from shared.events.deadletter import dead_letter_for
+from shared.events.models import (
+    ContentChunk,
+    ContentChunkEvent,
+    ContentRequest,
+    GeneratedContent,
+    GeneratedContentEvent,
+)
+from shared.retry import retry_until_done
+from shared.service import Service, create_app
+from shared.topics import full_name
+
+from .batching import next_batch
+from .content_store import ContentStore
+from .errors import RequestError
+from .sampling import SamplingParams
+from .settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+#: ``marquee serve generator`` loads this settings class.
+SETTINGS = GeneratorSettings
+DLQ_CODEC = EventCodec(max_bytes=512 * 1024)
+SOURCE = "urn:marquee:generator"
+
+
+@dataclass
+class Pending:
+    """A request waiting for its batch, with the Kafka event to ack once it is answered."""
+
+    event: object
+    request: ContentRequest
+    prompt: str
+    params: SamplingParams
+    deadline: float  # time.monotonic()
+    queued_at: float
+
+
+def build(settings: GeneratorSettings) -> Service:
+    from .engine import Engine, GenerationRequest
+
+    service = create_app("generator", settings)
+    app = service.app
+    codec = EventCodec(
+        max_bytes=settings.max_event_bytes, max_clock_skew_seconds=settings.max_clock_skew_seconds
+    )
+    store = ContentStore(make_engine(settings))
+    loaded: dict[str, Engine | str | None] = {"engine": None, "error": None}
+    queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=settings.generator_queue_size)
+    topic = app.topic(
+        full_name("content-requests", settings.topic_prefix),
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    streams: dict[str, object] = {}
+    totals = service.counters
+    totals.update({"queue_depth": 0, "batch_size": 0, "replies_ok": 0, "replies_error": 0})
+
+    m = service.metrics
+    depth = m.gauge("marquee_generator_queue_depth", "Requests waiting for a batch")
+    batch_sizes = m.histogram(
+        "marquee_generator_batch_size", "Requests per batch", buckets=(1, 2, 4, 8, 16, 32, 64)
+    )
+    first_token = m.histogram(
+        "marquee_generator_first_token_seconds",
+        "From dequeue to a request's first token",
+        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    )
+    token_rate = m.histogram(
+        "marquee_generator_tokens_per_second",
+        "Generated tokens per second, per request",
+        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    )
+    latency = m.histogram(
+        "marquee_generator_request_seconds",
+        "From a request's arrival to its reply",
+        buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    )
+    replies = m.counter("marquee_generator_replies_total", "Replies published", ("status",))
+    dead = m.counter("marquee_dead_letters_total", "Events sent to a DLQ", ("topic",))
+
+    def model_check() -> tuple[bool, str]:
+        engine = loaded["engine"]
+        if engine is None:
+            return False, str(loaded["error"] or "loading the model")
+        return True, f"{engine.model_id} on {engine.device}"
+
+    service.require_assignment()
+    service.health.add("model", model_check)
+
+    @app.task
+    async def load_model() -> None:
+        model_dir = settings.model_dir()
+        try:
+            loaded["engine"] = await asyncio.to_thread(
+                Engine, model_dir, settings.runtime_options()
+            )
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
+            loaded["error"] = f"cannot load the model from {model_dir}: {exc}"
+            log.error("%s (build it with `marquee model build-default`)", loaded["error"])
+
+    async def publish(reply: GeneratedContent, made_at: datetime) -> None:
+        # The stored reply's id and time: a replayed request gets the very same event.
+        event = GeneratedContentEvent.create(reply, source=SOURCE, id=reply.reply_id, time=made_at)
+        await service.publish(event)
+        replies.labels(reply.status).inc()
+        totals[f"replies_{reply.status}"] += 1
+
+    async def answer(event, reply: GeneratedContent, prompt: str) -> None:
+        stored, made_at = await asyncio.to_thread(store.save, reply, prompt)
+        await publish(stored, made_at)
+        await streams["requests"].ack(event)
+
+    def error_reply(
+        request: ContentRequest, error: str, model: str, queued: float
+    ) -> GeneratedContent:
+        return GeneratedContent(
+            request_id=request.request_id,
+            reply_id=str(uuid.uuid4()),
+            status="error",
+            kind=request.kind,
+            error=error[:4000],
+            model=model,
+            finish_reason="error",
+            timings={"queue_seconds": queued, "total_seconds": queued},
+        )
+
+    async def admit(event) -> None:
+        """Answer from Postgres if the request was answered before; otherwise queue it."""
+        msg = event.message
+        try:
+            parsed = codec.decode(msg.value, topic="content-requests")
+        except InvalidEvent as exc:
+            letter = dead_letter_for("generator", msg, exc)
+            await service.publish(letter, topic="content-requests.dlq", codec=DLQ_CODEC)
+            dead.labels("content-requests").inc()
+            await streams["requests"].ack(event)
+            return
+        request = parsed.data
+        stored = await asyncio.to_thread(store.find, request.request_id)
+        if stored is not None:
+            log.info("request %s was answered before: sending that reply", request.request_id)
+            await publish(*stored)
+            await streams["requests"].ack(event)
+            return
+        engine = loaded["engine"]
+        now = time.monotonic()
+        age = max(0.0, (datetime.now(UTC) - parsed.time).total_seconds())
+        budget = request.deadline_seconds or settings.generator_deadline_seconds
+        try:
+            prompt = engine.render(request.kind, request.prompt)
+            params = SamplingParams.of(request)
+        except RequestError as exc:
+            await answer(
+                event, error_reply(request, str(exc), engine.model_id, 0.0), request.prompt
+            )
+            return
+        await queue.put(Pending(event, request, prompt, params, now + budget - age, now))
+        depth.set(queue.qsize())
+        totals["queue_depth"] = queue.qsize()
+
+    @app.agent(topic, concurrency=1)
+    async def accept(stream):
+        streams["requests"] = requests = stream.noack()
+        while loaded["engine"] is None:  # nothing is taken before the model can answer
+            await asyncio.sleep(0.2)
+        async for event in requests.events():
+            await retry_until_done(
+                lambda event=event: admit(event),
+                what="content request",
+                max_delay=settings.retry_max_seconds,
+            )
+
+    chunks: asyncio.Queue[ContentChunk] = asyncio.Queue()
+
+    def streamer(loop: asyncio.AbstractEventLoop):
+        """An engine callback (run in the engine's thread) that queues each piece of text."""
+        counts: dict[str, int] = {}
+
+        def on_token(token) -> None:
+            if token.text:
+                index = counts[token.request_id] = counts.get(token.request_id, -1) + 1
+                chunk = ContentChunk(request_id=token.request_id, index=index, text=token.text)
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        return on_token
+
+    if settings.generator_stream:
+
+        @app.task
+        async def stream_chunks() -> None:
+            while True:
+                chunk = await chunks.get()
+                try:
+                    await service.publish(ContentChunkEvent.create(chunk, source=SOURCE))
+                except Exception as exc:  # noqa: BLE001 - partial output is best effort
+                    log.warning("dropped a chunk of %s: %s", chunk.request_id, exc)
+
+    async def run_batch(batch: list[Pending]) -> None:
+        engine = loaded["engine"]
+        started = time.monotonic()
+        live, answered = [], []
+        for p in batch:
+            waited = started - p.queued_at
+            if p.deadline <= started:
+                reply = error_reply(
+                    p.request, "deadline passed while queued", engine.model_id, waited
+                )
+                answered.append((p, reply))
+            else:
+                live.append(p)
+        results = []
+        if live:
+            generation = [
+                GenerationRequest(
+                    prompt=p.prompt,
+                    params=p.params,
+                    request_id=p.request.request_id,
+                    deadline=p.deadline,
+                )
+                for p in live
+            ]
+            on_token = streamer(asyncio.get_running_loop()) if settings.generator_stream else None
+            results = await asyncio.to_thread(engine.generate_batch, generation, on_token)
+        for p, result in zip(live, results, strict=True):
+            waited = started - p.queued_at
+            timings = {
+                "queue_seconds": waited,
+                "first_token_seconds": result.first_token_seconds,
+                "total_seconds": waited + result.total_seconds,
+            }
+            if result.ok:
+                reply = GeneratedContent(
+                    request_id=p.request.request_id,
+                    reply_id=str(uuid.uuid4()),
+                    status="ok",
+                    kind=p.request.kind,
+                    text=result.text,
+                    model=engine.model_id,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                    finish_reason=result.finish_reason,
+                    timings=timings,
+                )
+                if result.first_token_seconds is not None:
+                    first_token.observe(result.first_token_seconds)
+                if result.total_seconds > 0 and result.completion_tokens:
+                    token_rate.observe(result.completion_tokens / result.total_seconds)
+            else:
+                reply = error_reply(p.request, result.error, engine.model_id, waited)
+            answered.append((p, reply))
+        for p, reply in answered:
+            await retry_until_done(
+                lambda p=p, reply=reply: answer(p.event, reply, p.request.prompt),
+                what=f"reply to {p.request.request_id}",
+                max_delay=settings.retry_max_seconds,
+            )
+            latency.observe(time.monotonic() - p.queued_at)
+
+    @app.task
+    async def batcher() -> None:
+        while True:
+            batch = await next_batch(
+                queue, settings.generator_batch_size, settings.generator_batch_wait_seconds
+            )
+            depth.set(queue.qsize())
+            totals.update(queue_depth=queue.qsize(), batch_size=len(batch))
+            batch_sizes.observe(len(batch))
+            try:
+                await run_batch(batch)
+            except Exception:
+                # A bug, not bad input: the batch stays unacked and is redelivered after a
+                # restart. Say so loudly rather than stall silently.
+                log.exception("a batch of %s requests failed; they stay unacknowledged", len(batch))
+
+    return service

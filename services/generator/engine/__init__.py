@@ -1,0 +1,17 @@
+"""The inference engine (no Kafka, no database): see :class:`Engine`."""
+
+from ..sampling import SamplingParams
+from .engine import Engine
+from .runtime import RuntimeOptions
+from .types import FinishReason, GenerationRequest, GenerationResult, OnToken, TokenEvent
+
+__all__ = [
+    "Engine",
+    "FinishReason",
+    "GenerationRequest",
+    "GenerationResult",
+    "OnToken",
+    "RuntimeOptions",
+    "SamplingParams",
+    "TokenEvent",
+]

@@ -1,0 +1,88 @@
+"""onnxruntime sessions: CUDA when it really works, otherwise CPU with a sane thread count.
+
+onnxruntime-gpu lists ``CUDAExecutionProvider`` as available on machines without a GPU
+(it is compiled in), so the list decides nothing: a session is created with CUDA first
+and kept only if CUDA is what it actually got; onnxruntime otherwise falls back to CPU
+inside that same session, which is then used as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+Provider = Literal["auto", "cuda", "cpu"]
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    provider: Provider = "auto"
+    #: Intra-op threads on CPU; None: the CPUs this process may run on.
+    threads: int | None = None
+    device_id: int = 0
+
+
+def default_threads() -> int:
+    # What `nproc` says (affinity, cgroup-pinned containers), not the host's core count:
+    # more threads than cores makes onnxruntime's spinning workers fight each other.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def create_session(onnx_path: Path, options: RuntimeOptions):
+    """``(session, device)`` with device ``"cuda"`` or ``"cpu"``."""
+    import onnxruntime as ort
+
+    threads = options.threads or default_threads()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    # Warnings about unused initializers and the like are noise to an operator.
+    so.log_severity_level = 3
+
+    wants_cuda = options.provider in ("auto", "cuda")
+    if wants_cuda and CUDA in ort.get_available_providers():
+        reason = "no GPU, driver or CUDA libraries that onnxruntime can use"
+        # A failed CUDA probe makes onnxruntime's process-wide logger print a page of
+        # errors on stderr; the one log line below says it all, so quiet it meanwhile.
+        ort.set_default_logger_severity(4)
+        try:
+            session = ort.InferenceSession(
+                str(onnx_path),
+                so,
+                providers=[(CUDA, {"device_id": options.device_id}), CPU],
+            )
+        except Exception as exc:  # onnxruntime's pybind errors share no useful base class
+            session, reason = None, str(exc).strip().splitlines()[0]
+        finally:
+            ort.set_default_logger_severity(3)
+        if session is not None and session.get_providers()[0] == CUDA:
+            log.info("generator runs on CUDA device %s", options.device_id)
+            return session, "cuda"
+        if options.provider == "cuda":
+            raise ModelError(f"CUDA was requested but is not usable: {reason}")
+        log.info("CUDA not usable (%s); running on CPU with %s threads", reason, threads)
+        if session is not None:
+            return session, "cpu"
+    elif options.provider == "cuda":
+        raise ModelError(
+            "CUDA was requested but this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+        )
+    try:
+        session = ort.InferenceSession(str(onnx_path), so, providers=[CPU])
+    except Exception as exc:
+        raise ModelError(f"onnxruntime cannot load {onnx_path}: {str(exc).strip()[:500]}") from None
+    log.info("generator runs on CPU with %s threads", threads)
+    return session, "cpu"

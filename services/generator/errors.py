@@ -1,0 +1,29 @@
+"""The generator's errors, under :class:`shared.errors.MarqueeError`.
+
+A :class:`ModelError` means the model directory (or the GGUF it is built from) is missing
+or unusable: an operator must act, so it is also a :class:`ConfigurationError` (exit
+code 2 in the CLI). A :class:`RequestError` is one bad request (a prompt longer than the
+context, an unknown kind): the service answers it with an error reply; retrying cannot help.
+"""
+
+from __future__ import annotations
+
+from shared.errors import ConfigurationError, MarqueeError
+
+
+class GeneratorError(MarqueeError):
+    """Root of the generator's errors."""
+
+
+class ModelError(GeneratorError, ConfigurationError):
+    """A model directory or GGUF file is missing, incomplete or unsupported."""
+
+
+class ConversionError(ModelError):
+    """A GGUF could not be converted; the message says which part and why."""
+
+
+class RequestError(GeneratorError):
+    """One request can never succeed as given (poison, not retriable)."""
+
+    retriable = False

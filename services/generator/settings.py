@@ -1,0 +1,60 @@
+"""The generator's settings: the shared ones plus its own (prefix ``MARQUEE_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.config import Settings
+
+#: Where `marquee model build-default` puts converted models (git-ignored).
+DEFAULT_MODELS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
+
+
+class GeneratorSettings(Settings):
+    #: The model directory to serve; unset: the default model in the models cache.
+    generator_model_dir: Path | None = None
+    generator_models_cache: Path = DEFAULT_MODELS_CACHE
+    #: Which build of the default model to use: GGUF blocks kept (q4) or dequantized.
+    generator_weights: Literal["q4", "fp32"] = "q4"
+    #: What q4 weights compute in: fp32 (exact) or int8 activations (faster, drifts).
+    generator_compute: Literal["fp32", "int8"] = "fp32"
+    #: Attention kernels of the default build: "gqa" (fused, fastest on CPU) or "ops"
+    #: (standard ops: what a GPU wants, as onnxruntime's CUDA GQA is fp16-only).
+    generator_attention: Literal["gqa", "ops"] = "gqa"
+    #: "auto" tries CUDA and falls back to CPU; "cuda" fails instead of falling back.
+    generator_provider: Literal["auto", "cuda", "cpu"] = "auto"
+    #: CPU threads for onnxruntime; unset: the CPUs this process may use.
+    generator_threads: int | None = Field(default=None, ge=1, le=512)
+    generator_device_id: int = Field(default=0, ge=0)
+
+    # The service: dynamic batches, a bounded queue (full: consumption pauses), deadlines.
+    generator_batch_size: int = Field(default=8, ge=1, le=256)
+    #: How long a batch waits for more requests once the first one is there.
+    generator_batch_wait_seconds: float = Field(default=0.05, ge=0, le=10)
+    generator_queue_size: int = Field(default=64, ge=1, le=100_000)
+    #: A request's deadline when it names none (from the time in its envelope).
+    generator_deadline_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    #: Publish partial output on ``content-stream`` while a request is generated.
+    generator_stream: bool = False
+
+    def model_dir(self) -> Path:
+        from .default_model import model_dir
+
+        return self.generator_model_dir or model_dir(
+            self.generator_models_cache,
+            self.generator_weights,
+            self.generator_compute,
+            self.generator_attention,
+        )
+
+    def runtime_options(self):
+        from .engine.runtime import RuntimeOptions
+
+        return RuntimeOptions(
+            provider=self.generator_provider,
+            threads=self.generator_threads,
+            device_id=self.generator_device_id,
+        )

@@ -1,0 +1,34 @@
+import asyncio
+import time
+
+from services.generator.batching import next_batch
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_burst_fills_a_batch_without_waiting():
+    async def go():
+        queue = asyncio.Queue()
+        for n in range(10):
+            queue.put_nowait(n)
+        started = time.monotonic()
+        first = await next_batch(queue, 4, max_wait=5)
+        return first, time.monotonic() - started, queue.qsize()
+
+    batch, took, left = run(go())
+    assert batch == [0, 1, 2, 3] and left == 6 and took < 1
+
+
+def test_a_lone_request_waits_at_most_max_wait_and_late_ones_join():
+    async def go():
+        queue = asyncio.Queue()
+        queue.put_nowait("a")
+        asyncio.get_running_loop().call_later(0.05, queue.put_nowait, "b")
+        started = time.monotonic()
+        batch = await next_batch(queue, 8, max_wait=0.3)
+        return batch, time.monotonic() - started
+
+    batch, took = run(go())
+    assert batch == ["a", "b"] and 0.25 <= took < 1.5
