@@ -82,7 +82,7 @@ async def sync(engine: Engine, loaded: Loaded) -> int:
     """Adopt fold-ins other workers stored since the last call; returns how many changed."""
     rec = loaded.recommender
     since = loaded.synced_from - COMMIT_SLACK
-    updates = await asyncio.to_thread(factor_updates, engine, loaded.version.id, since)
+    updates, read_at = await asyncio.to_thread(factor_updates, engine, loaded.version.id, since)
     # Our own fold-ins (and ones already adopted) come back identical: nothing to do.
     changed = [
         u for u in updates if not np.array_equal(rec.factors_of(u.side, u.external_id), u.factors)
@@ -99,8 +99,9 @@ async def sync(engine: Engine, loaded: Loaded) -> int:
             history=found.get(update.external_id, ()),
             kind=kinds.get(update.external_id),
         )
-    if updates:
-        loaded.synced_from = max(loaded.synced_from, max(u.updated_at for u in updates))
+    # Next time from this read's start: with COMMIT_SLACK, a fold-in stamped before it but
+    # committed after it is still found, and everything older is not read again.
+    loaded.synced_from = max(loaded.synced_from, read_at)
     if changed:
         log.debug("adopted %s fold-ins from other workers", len(changed))
     return len(changed)

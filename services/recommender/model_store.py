@@ -62,7 +62,8 @@ class ModelStore:
             read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
             rows = conn.execute(
                 text(
-                    "SELECT user_id, item_id, weight, extract(epoch FROM occurred_at)"
+                    # float8: extract() gives numeric, and 100k Decimals cost a tenth of a second.
+                    "SELECT user_id, item_id, weight, CAST(extract(epoch FROM occurred_at) AS float8)"
                     " FROM interactions"
                 )
             )
@@ -218,20 +219,26 @@ def upsert_factors(
         )
 
 
-def factor_updates(engine: Engine, version: int, since: datetime) -> list[FactorUpdate]:
-    """Factors of ``version`` written at or after ``since`` (fold-ins of any worker)."""
+def factor_updates(
+    engine: Engine, version: int, since: datetime
+) -> tuple[list[FactorUpdate], datetime]:
+    """Fold-ins of ``version`` (by any worker) written at or after ``since``, and the
+    database time the read began. The version's trained rows are never among them: they
+    carry its ``trained_at`` (one transaction wrote both), and fold-ins come later."""
     found = []
     with engine.connect() as conn:
+        read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
         for side, (table, _) in _SIDES.items():
             rows = conn.execute(
                 text(
                     f"SELECT external_id, factors, updated_at FROM {table}"
-                    " WHERE model_version = :v AND updated_at >= :since"
+                    " WHERE model_version = :v AND updated_at >= :since AND updated_at >"
+                    " (SELECT trained_at FROM model_versions WHERE id = :v)"
                 ),
                 {"v": version, "since": since},
             )
             found += [FactorUpdate(side, e, np.asarray(f, dtype=np.float32), t) for e, f, t in rows]
-    return found
+    return found, read_at
 
 
 def item_kinds(engine: Engine, item_ids: list[str]) -> dict[str, str]:

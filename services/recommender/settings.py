@@ -19,7 +19,9 @@ class RecommenderSettings(Settings):
 
     # Ingest batching: a batch closes at this many events or after this long.
     ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
-    ingest_batch_seconds: float = Field(default=0.5, gt=0, le=60)
+    #: 0.1 s: freshness p95 0.12 s instead of 0.51 s at 0.5 s, with no loss of throughput
+    #: (under load batches fill by size first); see docs/benchmarks.md.
+    ingest_batch_seconds: float = Field(default=0.1, gt=0, le=60)
 
     # ALS and retraining (defaults chosen on MovieLens-100k; see docs/benchmarks.md).
     als_factors: int = Field(default=64, ge=1, le=1024)

@@ -1,13 +1,21 @@
-"""Postgres adapter for interactions: idempotent, batched, one transaction per batch."""
+"""Postgres adapter for interactions: idempotent, batched, one transaction per batch.
+
+A batch travels as one array literal per column and is stored by set-based SQL: one
+statement inserts the interactions (an event id already stored is skipped) and sums only
+the new ones into the user x item confidence; two more register the users and items
+they name. Why not a multi-row INSERT built by
+SQLAlchemy: compiling it cost more CPU than everything else in the worker together
+(profiled at ~800 events/s end to end). Array literals rather than lists: psycopg2
+adapts a list element by element, twice the client CPU of one string per column.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
-from sqlalchemy import Engine, MetaData, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.errors import TransientError
@@ -29,13 +37,73 @@ class InteractionRow:
     kafka_offset: int
 
 
+#: Every InteractionRow field and its Postgres type.
+_TYPES = {
+    "event_source": "text",
+    "event_id": "text",
+    "user_id": "text",
+    "item_id": "text",
+    "action": "text",
+    "weight": "real",
+    "dwell_seconds": "real",
+    "rating": "real",
+    "occurred_at": "timestamptz",
+    "kafka_topic": "text",
+    "kafka_partition": "integer",
+    "kafka_offset": "bigint",
+}
+_COLUMNS = tuple(_TYPES)
+_values = attrgetter(*_COLUMNS)
+
+
+def _quoted(value: str) -> str:
+    # Inside a double-quoted array element only the quote and the backslash are special.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literal(kind: str, values: tuple) -> str:
+    """A Postgres array literal (``{"a","b"}``) for one column."""
+    if kind == "text":
+        items = map(_quoted, values)
+    elif kind == "timestamptz":
+        items = (f'"{v.isoformat()}"' for v in values)
+    else:  # numbers: repr round-trips a float exactly; None is SQL NULL
+        items = ("NULL" if v is None else repr(v) for v in values)
+    return "{" + ",".join(items) + "}"
+
+
+# The pairs are upserted in key order, as are users and items below: concurrent workers
+# lock rows in one order and cannot deadlock. Weights are summed in double precision and
+# rounded once on the way into the real column.
+_STORE = f"""
+WITH new AS (
+    INSERT INTO interactions ({", ".join(_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"CAST(%({c})s AS {t}[])" for c, t in _TYPES.items())})
+    ON CONFLICT (event_source, event_id) DO NOTHING
+    RETURNING user_id, item_id, weight, occurred_at
+), pairs AS (
+    INSERT INTO user_item AS ui (user_id, item_id, confidence, events, last_at)
+    SELECT user_id, item_id, sum(weight::float8), count(*), max(occurred_at)
+    FROM new GROUP BY user_id, item_id ORDER BY user_id, item_id
+    ON CONFLICT (user_id, item_id) DO UPDATE SET
+        confidence = ui.confidence + excluded.confidence,
+        events = ui.events + excluded.events,
+        last_at = greatest(ui.last_at, excluded.last_at)
+    RETURNING user_id, item_id
+)
+SELECT (SELECT count(*) FROM new),
+       ARRAY(SELECT DISTINCT user_id FROM pairs ORDER BY 1),
+       ARRAY(SELECT DISTINCT item_id FROM pairs ORDER BY 1)
+"""
+_REGISTER = {
+    table: f"INSERT INTO {table} ({column}) SELECT unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING"
+    for table, column in (("users", "user_id"), ("items", "item_id"))
+}
+
+
 class InteractionStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        meta = MetaData()
-        names = ("interactions", "user_item", "users", "items")
-        meta.reflect(engine, only=names)
-        self.interactions, self.user_item, self.users, self.items = (meta.tables[n] for n in names)
 
     def write(self, rows: list[InteractionRow]) -> int:
         """Insert the batch; returns how many events were new.
@@ -48,62 +116,28 @@ class InteractionStore:
             return 0
         try:
             with self.engine.begin() as conn:
-                inserted = conn.execute(
-                    insert(self.interactions)
-                    .values([asdict(row) for row in rows])
-                    .on_conflict_do_nothing(index_elements=["event_source", "event_id"])
-                    .returning(
-                        self.interactions.c.user_id,
-                        self.interactions.c.item_id,
-                        self.interactions.c.weight,
-                        self.interactions.c.occurred_at,
-                    )
-                ).all()
-                if inserted:
-                    self._aggregate(conn, inserted)
-                return len(inserted)
+                return _store(conn, rows)
         except DBAPIError as exc:
             if exc.connection_invalidated or _is_connection_error(exc):
                 raise TransientError(f"database unavailable: {exc.orig}") from exc
             raise
 
-    def _aggregate(self, conn, inserted) -> None:
-        pairs: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, 0, None])
-        for user_id, item_id, weight, occurred_at in inserted:
-            agg = pairs[(user_id, item_id)]
-            agg[0] += weight
-            agg[1] += 1
-            agg[2] = occurred_at if agg[2] is None else max(agg[2], occurred_at)
-        # Sorted keys: concurrent workers lock rows in one order and cannot deadlock.
-        values = [
-            {"user_id": u, "item_id": i, "confidence": c, "events": n, "last_at": t}
-            for (u, i), (c, n, t) in sorted(pairs.items())
-        ]
-        stmt = insert(self.user_item).values(values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["user_id", "item_id"],
-                set_={
-                    "confidence": self.user_item.c.confidence + stmt.excluded.confidence,
-                    "events": self.user_item.c.events + stmt.excluded.events,
-                    "last_at": func.greatest(self.user_item.c.last_at, stmt.excluded.last_at),
-                },
-            )
-        )
-        for table, column in ((self.users, "user_id"), (self.items, "item_id")):
-            ids = sorted({v[column] for v in values})
-            conn.execute(insert(table).values([{column: i} for i in ids]).on_conflict_do_nothing())
-
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
-                "interactions": conn.execute(
-                    select(func.count()).select_from(self.interactions)
-                ).scalar_one(),
-                "user_item": conn.execute(
-                    select(func.count()).select_from(self.user_item)
-                ).scalar_one(),
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("interactions", "user_item")
             }
+
+
+def _store(conn: Connection, rows: list[InteractionRow]) -> int:
+    columns = zip(_COLUMNS, zip(*map(_values, rows), strict=True), strict=True)
+    arrays = {name: _literal(_TYPES[name], values) for name, values in columns}
+    new, users, items = conn.exec_driver_sql(_STORE, arrays).one()
+    if new:
+        conn.exec_driver_sql(_REGISTER["users"], {"ids": users})
+        conn.exec_driver_sql(_REGISTER["items"], {"ids": items})
+    return new
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
