@@ -1,0 +1,109 @@
+"""The whole system, as `make demo` runs it: interactions in -> recommendations out, content
+requests in -> exactly one reply each, a generated article recommended after readers like it,
+and all of it visible through the dashboard's API while it runs."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+
+import pytest
+from kafka_helpers import read_all
+from stack_helpers import cli_env
+from worker_helpers import free_port, get
+
+from shared.events import EventCodec
+
+
+def dashboard_state(port: int) -> dict | None:
+    try:
+        status, body = get(port, "/api/state")
+    except OSError:
+        return None
+    return json.loads(body) if status == 200 else None
+
+
+def three_free_ports() -> int:
+    """A port whose next two are free as well (the demo's services take base, +1, +2)."""
+    while True:
+        base = free_port()
+        with ExitStack() as stack:
+            try:
+                for port in (base + 1, base + 2):
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+
+
+@pytest.mark.timeout(900)
+def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
+    base = three_free_ports()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shared.cli.main",
+            "demo",
+            "--limit",
+            "12000",
+            "--rate",
+            "3000",
+            "--duration",
+            "150",
+            "--max-new-tokens",
+            "24",
+            "--base-port",
+            str(base),
+        ],  # fmt: skip
+        env=cli_env(topics) | {"MARQUEE_RUN_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    dashboard, seen = base + 2, {}
+    try:
+        # While it runs, the dashboard shows the traffic, the model and the generated pieces.
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and demo.poll() is None:
+            state = dashboard_state(dashboard)
+            if state:
+                rate = state["overview"]["throughput"].get("interactions", {})
+                if rate.get("events_per_second", 0) > 0:
+                    seen["throughput"] = rate["events_per_second"]
+                if any(v["status"] == "active" for v in state["recommender"]["versions"]):
+                    seen["model"] = True
+                if state["generator"]["latest"]:
+                    seen["pieces"] = len(state["generator"]["latest"])
+                if len(seen) == 3:
+                    status, body = get(dashboard, "/api/users/1?k=5")
+                    seen["explorer"] = json.loads(body)["recommendations"]
+                    break
+            time.sleep(1)
+        output, _ = demo.communicate(timeout=400)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, output[-4000:]
+    assert seen.get("throughput", 0) > 0 and seen.get("model"), seen
+    assert seen.get("pieces", 0) >= 1 and seen["explorer"]["items"], seen
+
+    assert "model version 1 active" in output, output[-4000:]
+    assert output.count("==> generator:") == 5 and ", ok" in output, output[-4000:]
+    assert "is now recommended the generated article" in output, output[-4000:]
+    assert "stopping the services" in output
+
+    # Exactly one reply per content request (the demo's 5: one per kind, news twice).
+    replies = [
+        EventCodec().decode(r.value).data
+        for r in read_all(topics, "content-generated", 6, timeout_s=5)
+    ]
+    per_request = Counter(r.request_id for r in replies)
+    assert len(per_request) == 5 and set(per_request.values()) == {1}, per_request
+    assert all(r.status == "ok" for r in replies)
