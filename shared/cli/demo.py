@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -240,6 +241,10 @@ class Demo:
         self.closed_loop()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args, settings: Settings) -> int:
     started = time.monotonic()
     run_dir = Path(os.environ.get("MARQUEE_RUN_DIR", ".run"))
@@ -259,6 +264,8 @@ def run(args, settings: Settings) -> int:
     finally:
         engine.dispose()
 
+    # A SIGTERM (a service manager, `timeout`) stops the demo as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     supervisor = Supervisor(run_dir / "demo", dict(os.environ))
     demo = Demo(args, settings, supervisor)
     try:
