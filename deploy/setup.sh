@@ -21,6 +21,8 @@ system_packages() {
     command -v npm >/dev/null || missing+=(npm)
     # The dashboard's browser test drives Debian's Chromium (never a downloaded browser).
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    # The dashboard's token test puts a real non-local client in a network namespace.
+    command -v ip >/dev/null || missing+=(iproute2)
     ((${#missing[@]})) || return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         say "installing Debian packages: ${missing[*]}"
@@ -32,6 +34,7 @@ system_packages() {
             case "$pkg" in
                 postgresql) PG_FROM_WHEEL=1 ;;  # installed into the venv below
                 chromium) say "warning: chromium is missing, so the dashboard's browser test will be skipped (install it: sudo apt-get install chromium)" ;;
+                iproute2) say "warning: ip (iproute2) is missing, so the dashboard's non-local token test will be skipped (install it: sudo apt-get install iproute2)" ;;
                 *) die "missing $pkg: install it (Debian: sudo apt-get install $pkg) and rerun make setup" ;;
             esac
         done

@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 
 from shared.db import make_engine
 from shared.errors import InvalidEvent
-from shared.events import EventCodec
-from shared.events.deadletter import dead_letter_for
 from shared.events.models import (
     ContentChunk,
     ContentChunkEvent,
@@ -43,7 +41,6 @@ log = logging.getLogger(__name__)
 
 #: ``marquee serve generator`` loads this settings class.
 SETTINGS = GeneratorSettings
-DLQ_CODEC = EventCodec(max_bytes=512 * 1024)
 SOURCE = "urn:marquee:generator"
 
 
@@ -64,9 +61,6 @@ def build(settings: GeneratorSettings) -> Service:
 
     service = create_app("generator", settings)
     app = service.app
-    codec = EventCodec(
-        max_bytes=settings.max_event_bytes, max_clock_skew_seconds=settings.max_clock_skew_seconds
-    )
     store = ContentStore(make_engine(settings))
     loaded: dict[str, Engine | str | None] = {"engine": None, "error": None}
     queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=settings.generator_queue_size)
@@ -100,7 +94,6 @@ def build(settings: GeneratorSettings) -> Service:
         buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     )
     replies = m.counter("marquee_generator_replies_total", "Replies published", ("status",))
-    dead = m.counter("marquee_dead_letters_total", "Events sent to a DLQ", ("topic",))
 
     def model_check() -> tuple[bool, str]:
         engine = loaded["engine"]
@@ -152,11 +145,9 @@ def build(settings: GeneratorSettings) -> Service:
         """Answer from Postgres if the request was answered before; otherwise queue it."""
         msg = event.message
         try:
-            parsed = codec.decode(msg.value, topic="content-requests")
+            parsed = service.decode(msg, "content-requests")
         except InvalidEvent as exc:
-            letter = dead_letter_for("generator", msg, exc)
-            await service.publish(letter, topic="content-requests.dlq", codec=DLQ_CODEC)
-            dead.labels("content-requests").inc()
+            await service.dead_letter(msg, "content-requests", exc)
             await streams["requests"].ack(event)
             return
         request = parsed.data

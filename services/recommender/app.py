@@ -18,8 +18,6 @@ from sqlalchemy import text
 
 from shared.db import make_engine
 from shared.errors import InvalidEvent
-from shared.events import EventCodec
-from shared.events.deadletter import dead_letter_for
 from shared.events.models import RecommendationsEvent
 from shared.retry import retry_until_done
 from shared.service import Service, create_app
@@ -40,17 +38,10 @@ log = logging.getLogger(__name__)
 #: ``marquee serve recommender`` loads this settings class.
 SETTINGS = RecommenderSettings
 
-#: Dead letters carry the original bytes, oversized ones included, so they get their own
-#: limit (base64 of at most 256 KiB, plus the envelope) instead of MARQUEE_MAX_EVENT_BYTES.
-DLQ_CODEC = EventCodec(max_bytes=512 * 1024)
-
 
 def build(settings: RecommenderSettings) -> Service:
     service = create_app("recommender", settings)
     app = service.app
-    codec = EventCodec(
-        max_bytes=settings.max_event_bytes, max_clock_skew_seconds=settings.max_clock_skew_seconds
-    )
     weights = Weights.from_settings(settings)
     engine = make_engine(settings)
     store: InteractionStore | None = None
@@ -66,7 +57,6 @@ def build(settings: RecommenderSettings) -> Service:
     consumed = m.counter("marquee_events_consumed_total", "Events read from Kafka", ("topic",))
     stored = m.counter("marquee_interactions_stored_total", "New interactions written to Postgres")
     duplicates = m.counter("marquee_interactions_duplicate_total", "Redelivered events skipped")
-    dead = m.counter("marquee_dead_letters_total", "Events sent to a DLQ", ("topic",))
     write_seconds = m.histogram("marquee_batch_write_seconds", "Postgres write time per batch")
     failures = m.counter(
         "marquee_batch_failures_total", "Batch attempts that failed and were retried"
@@ -218,9 +208,9 @@ def build(settings: RecommenderSettings) -> Service:
         for event in events:
             msg = event.message
             try:
-                parsed = codec.decode(msg.value, topic="interactions")
+                parsed = service.decode(msg, "interactions")
             except InvalidEvent as exc:
-                letters.append(dead_letter_for("recommender", msg, exc))
+                letters.append((msg, exc))
                 continue
             data = parsed.data
             rows.append(
@@ -244,17 +234,15 @@ def build(settings: RecommenderSettings) -> Service:
     async def process(events) -> None:
         nonlocal store
         rows, letters = classify(events)
-        for letter in letters:
+        for msg, exc in letters:
             # Confirmed before the batch is acked: a dead letter is never lost either.
-            await service.publish(letter, topic="interactions.dlq", codec=DLQ_CODEC)
-            log.info("dead letter %s: %s", letter.id, letter.data.error)
+            await service.dead_letter(msg, "interactions", exc)
         if store is None:
             store = await asyncio.to_thread(InteractionStore, engine)
         started = time.perf_counter()
         new = await asyncio.to_thread(store.write, rows)
         write_seconds.observe(time.perf_counter() - started)
         consumed.labels("interactions").inc(len(events))
-        dead.labels("interactions").inc(len(letters))
         stored.inc(new)
         duplicates.inc(len(rows) - new)
         totals["interactions_stored"] += new
@@ -284,11 +272,9 @@ def build(settings: RecommenderSettings) -> Service:
         """One reply on ``recommendations`` per valid request, correlated by request_id."""
         msg = event.message
         try:
-            parsed = codec.decode(msg.value, topic="recommendation-requests")
+            parsed = service.decode(msg, "recommendation-requests")
         except InvalidEvent as exc:
-            letter = dead_letter_for("recommender", msg, exc)
-            await service.publish(letter, topic="recommendation-requests.dlq", codec=DLQ_CODEC)
-            dead.labels("recommendation-requests").inc()
+            await service.dead_letter(msg, "recommendation-requests", exc)
             return
         request = parsed.data
         reply = {"request_id": request.request_id, "user_id": request.user_id, "items": []}

@@ -17,6 +17,7 @@ from faust.web import Request, Response, View
 from .. import __version__
 from ..config import Settings
 from ..events import EventCodec, HeartbeatEvent
+from ..events.deadletter import dead_letter_for
 from ..events.envelope import Envelope
 from ..health import Health
 from ..kafka.records import to_record
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Probes answer without the token: orchestrators call them and they reveal nothing.
 PUBLIC_PATHS = frozenset({"/livez", "/readyz"})
+#: Dead letters carry the original bytes, oversized ones included, so they get their own
+#: limit (base64 of at most 256 KiB, plus the envelope) instead of MARQUEE_MAX_EVENT_BYTES.
+DLQ_CODEC = EventCodec(max_bytes=512 * 1024)
 
 
 @dataclass
@@ -47,6 +51,9 @@ class Service:
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.dead_letters = self.metrics.counter(
+            "marquee_dead_letters_total", "Events sent to a DLQ", ("topic",)
+        )
         self.request_seconds = self.metrics.histogram(
             "marquee_http_request_duration_seconds",
             "Time to answer an API request, by route",
@@ -69,6 +76,19 @@ class Service:
             )
         delivery = await channel.send(key=record.key, value=record.value, headers=record.headers)
         await asyncio.wait_for(delivery, 30)  # confirmed by the broker, not just queued
+
+    def decode(self, message, topic: str) -> Envelope:
+        """The event in a consumed record of ``topic`` (a registry name); raises
+        :class:`InvalidEvent` for anything that does not belong there."""
+        return self.codec.decode(message.value, topic=topic)
+
+    async def dead_letter(self, message, topic: str, error: BaseException | str) -> None:
+        """Send a consumed record of ``topic`` to ``<topic>.dlq`` with the reason, and wait
+        until the broker confirms it (so the record may then be acked)."""
+        letter = dead_letter_for(self.name, message, error)
+        await self.publish(letter, topic=f"{topic}.dlq", codec=DLQ_CODEC)
+        self.dead_letters.labels(topic).inc()
+        log.info("dead letter %s from %s: %s", letter.id, topic, letter.data.error)
 
     def require_assignment(self) -> None:
         """Add a readiness check: this worker has joined its consumer group and is not in
