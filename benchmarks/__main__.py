@@ -13,14 +13,21 @@ import sys
 import time
 from pathlib import Path
 
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError
-
 from shared.config import Settings, load_settings
 from shared.errors import MarqueeError
 from shared.kafka.client import client_options
 
-from .harness import Benchmark, BenchmarkError, Context, Docs, discover, entry, summary
+from .harness import (
+    UNAVAILABLE,
+    Benchmark,
+    BenchmarkError,
+    BenchmarkSkipped,
+    Context,
+    Docs,
+    discover,
+    entry,
+    summary,
+)
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 DEFAULT_EVENTS = 50_000
@@ -69,6 +76,9 @@ def _default_events() -> int:
 
 def _check_kafka(settings: Settings) -> None:
     """Fail in seconds, with what to do, instead of a 30 s bootstrap timeout and a traceback."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
     # kafka-python logs every refused connection; the one-line error below says it all.
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
@@ -99,8 +109,12 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in registry]
     if unknown:
+        missing = "".join(
+            f"; module {module} needs {package}, which is not installed"
+            for module, package in UNAVAILABLE.items()
+        )
         raise BenchmarkError(
-            f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(registry)}"
+            f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(registry)}{missing}"
         )
     selected = [registry[n] for n in dict.fromkeys(args.names)] or list(registry.values())
     if args.events is None:
@@ -115,7 +129,14 @@ def run(argv: list[str] | None = None) -> int:
     for i, bench in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {bench.name}: {bench.unit}", flush=True)
         started = time.monotonic()
-        result = bench.func(ctx)
+        try:
+            result = bench.func(ctx)
+        except BenchmarkSkipped as exc:
+            # Asked for by name, a figure this machine cannot take is an error.
+            if bench.name in args.names:
+                raise
+            ctx.progress(f"skipped: {exc}")
+            continue
         for note in result.notes:
             ctx.progress(note)
         print(summary(bench, result), flush=True)
@@ -138,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (MarqueeError, KafkaError) as exc:
+    except MarqueeError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # kafka-python's errors, without importing kafka where no benchmark needs it.
+        if type(exc).__module__.partition(".")[0] != "kafka":
+            raise
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .harness import BenchmarkError, Context, Result, benchmark
+from .harness import BenchmarkError, BenchmarkSkipped, Context, Result, benchmark
 
 NEW_TOKENS = 64
 CACHE_TOKENS = 256
@@ -42,12 +42,20 @@ TOPICS = [
 
 
 #: Other builds of the default model, next to the served one: figure suffix ->
-#: (weights, compute) as `marquee model build-default` takes them.
-VARIANTS = {"fp32": ("fp32", "fp32"), "q4_int8": ("q4", "int8")}
+#: (weights, compute, attention, provider) as `marquee model build-default` and
+#: ``MARQUEE_GENERATOR_PROVIDER`` take them.
+VARIANTS = {
+    "fp32": ("fp32", "fp32", "gqa", "cpu"),
+    "q4_int8": ("q4", "int8", "gqa", "cpu"),
+    "cuda": ("q4", "fp32", "ops", "cuda"),
+}
 _VARIANT_TEXT = {
     "fp32": "the fp32 build (weights dequantized; memory-bound at batch 1)",
     "q4_int8": "the q4-int8 build (every block matmul with int8 activations, as llama.cpp "
     "does; greedy text drifts from the fp32 reference after ~8 tokens)",
+    "cuda": "the q4 build with standard-op attention (`--attention ops`) on onnxruntime's "
+    "CUDA provider, KV cache on the GPU (IOBinding); skipped where no GPU is usable. The "
+    "recorded figures come from one NVIDIA H200 (onnxruntime-gpu 1.31.1, CUDA 13)",
 }
 
 
@@ -56,18 +64,25 @@ def _engine(variant: str | None = None):
     """The served model (``MARQUEE_GENERATOR_MODEL_DIR`` or the default build), or one of
     :data:`VARIANTS` built on demand; warm."""
     from services.generator.default_model import build_default
-    from services.generator.engine import Engine
+    from services.generator.engine import Engine, RuntimeOptions
     from services.generator.errors import ModelError
     from services.generator.settings import GeneratorSettings
     from shared.config import load_settings
 
     settings = load_settings(GeneratorSettings)
+    options = settings.runtime_options()
+    if variant is not None and VARIANTS[variant][-1] == "cuda":
+        _require_cuda()
     try:
         if variant is None:
             path = settings.model_dir()
         else:
-            path, _ = build_default(settings.generator_models_cache, *VARIANTS[variant])
-        engine = Engine(path, settings.runtime_options())
+            *build, provider = VARIANTS[variant]
+            path, _ = build_default(settings.generator_models_cache, *build)
+            options = RuntimeOptions(
+                provider=provider, threads=options.threads, device_id=options.device_id
+            )
+        engine = Engine(path, options)
     except ModelError as exc:
         raise BenchmarkError(f"{exc} (make setup builds the default model)") from None
     # A fresh session runs its first few hundred steps slowly (allocations, arena growth,
@@ -153,53 +168,57 @@ def _batch_figure(variant: str | None) -> None:
         )
 
 
-@benchmark(
-    "generator_kv_cache",
-    unit="tokens/s",
-    target_ratio=5.0,
-    needs_kafka=False,
-    description=f"""
-        Tokens per second generating {CACHE_TOKENS} new tokens for one news prompt with the
-        KV cache (`Engine.generate_batch`, batch 1, greedy). Baseline: the no-cache loop,
-        where every step runs the decoder over the whole sequence so far (empty past)
-        and keeps the last position's logits. The no-cache loop is timed at 17 evenly
-        spaced sequence lengths (its cost depends on nothing else) and its total over
-        the {CACHE_TOKENS} steps integrated from those; the cached run is timed whole.
-        Target (issue 4): ≥ 5×.
-    """,
-)
-def generator_kv_cache(ctx: Context) -> Result:
-    engine = _engine()
-    (request,) = _requests(engine, 1, CACHE_TOKENS)
-    ids = engine.tokenizer.encode(request.prompt)
-    cached: list[float] = []
-    generated: list[int] = []
-    for rep in range(ctx.repeat):
-        started = time.perf_counter()
-        (result,) = engine.generate_batch([request])
-        cached.append(result.completion_tokens / (time.perf_counter() - started))
-        generated = list(result.token_ids)
-        ctx.progress(f"rep {rep + 1}/{ctx.repeat} cached: {cached[-1]:,.1f} tokens/s")
-    steps = len(generated)
-    sample_at = sorted({round(i * (steps - 1) / 16) for i in range(17)})
-    step_seconds = []
-    for step in sample_at:
-        sequence = np.array([ids + generated[:step]], dtype=np.int64)
-        step_seconds.append(_uncached_step(engine, sequence, ctx.repeat))
-    total = float(np.sum(np.interp(np.arange(steps), sample_at, step_seconds)))
-    ctx.progress(
-        f"no-cache step: {step_seconds[0] * 1e3:,.0f} ms at {len(ids)} tokens, "
-        f"{step_seconds[-1] * 1e3:,.0f} ms at {len(ids) + steps - 1}"
+def _kv_figure(variant: str | None) -> None:
+    name = "generator_kv_cache" + (f"_{variant}" if variant else "")
+    model = _VARIANT_TEXT[variant] if variant else "the default model"
+
+    @benchmark(
+        name,
+        unit="tokens/s",
+        target_ratio=5.0,
+        needs_kafka=False,
+        description=f"""
+            Tokens per second generating {CACHE_TOKENS} new tokens for one news prompt with
+            the KV cache (`Engine.generate_batch`, batch 1, greedy, {model}). Baseline: the
+            no-cache loop, where every step runs the decoder over the whole sequence so far
+            (empty past) and keeps the last position's logits. The no-cache loop is timed
+            at 17 evenly spaced sequence lengths (its cost depends on nothing else) and its
+            total over the {CACHE_TOKENS} steps integrated from those; the cached run is
+            timed whole. Target (issue 4): ≥ 5×.
+        """,
     )
-    return Result(
-        value=statistics.median(cached),
-        baseline_name="no-cache loop",
-        baseline_value=steps / total,
-        notes=(
-            f"{steps} tokens generated after a {len(ids)}-token prompt",
-            f"model: {_describe(engine)}",
-        ),
-    )
+    def run(ctx: Context) -> Result:
+        engine = _engine(variant)
+        (request,) = _requests(engine, 1, CACHE_TOKENS)
+        ids = engine.tokenizer.encode(request.prompt)
+        cached: list[float] = []
+        generated: list[int] = []
+        for rep in range(ctx.repeat):
+            started = time.perf_counter()
+            (result,) = engine.generate_batch([request])
+            cached.append(result.completion_tokens / (time.perf_counter() - started))
+            generated = list(result.token_ids)
+            ctx.progress(f"rep {rep + 1}/{ctx.repeat} cached: {cached[-1]:,.1f} tokens/s")
+        steps = len(generated)
+        sample_at = sorted({round(i * (steps - 1) / 16) for i in range(17)})
+        step_seconds = []
+        for step in sample_at:
+            sequence = np.array([ids + generated[:step]], dtype=np.int64)
+            step_seconds.append(_uncached_step(engine, sequence, ctx.repeat))
+        total = float(np.sum(np.interp(np.arange(steps), sample_at, step_seconds)))
+        ctx.progress(
+            f"no-cache step: {step_seconds[0] * 1e3:,.1f} ms at {len(ids)} tokens, "
+            f"{step_seconds[-1] * 1e3:,.1f} ms at {len(ids) + steps - 1}"
+        )
+        return Result(
+            value=statistics.median(cached),
+            baseline_name="no-cache loop",
+            baseline_value=steps / total,
+            notes=(
+                f"{steps} tokens generated after a {len(ids)}-token prompt",
+                f"model: {_describe(engine)}",
+            ),
+        )
 
 
 def _uncached_step(engine, sequence: np.ndarray, repeat: int) -> float:
@@ -238,8 +257,9 @@ def _floor_figure(variant: str | None) -> None:
         engine = _engine(variant)
         per_token = weight_bytes_per_token(engine.config.onnx_path)
         rates, bandwidths = [], []
+        measure = cuda_copy_bandwidth if engine.device == "cuda" else copy_bandwidth
         for rep in range(ctx.repeat):
-            bandwidths.append(copy_bandwidth())
+            bandwidths.append(measure())
             rates.append(_decode_rate(engine, _requests(engine, 1, NEW_TOKENS, offset=rep)))
             ctx.progress(
                 f"rep {rep + 1}/{ctx.repeat}: {rates[-1]:,.1f} tokens/s, "
@@ -261,6 +281,8 @@ def _floor_figure(variant: str | None) -> None:
 for _variant in (None, *VARIANTS):
     _batch_figure(_variant)
     _floor_figure(_variant)
+_kv_figure(None)
+_kv_figure("cuda")
 
 
 def copy_bandwidth(nbytes: int = 2**30, repeat: int = 5) -> float:
@@ -271,6 +293,72 @@ def copy_bandwidth(nbytes: int = 2**30, repeat: int = 5) -> float:
     for _ in range(repeat):
         started = time.perf_counter()
         np.copyto(dst, src)
+        best = min(best, time.perf_counter() - started)
+    return 2 * nbytes / best
+
+
+def _copy_graph():
+    """A one-node ONNX model, ``y = x * 1``: a kernel that reads and writes every byte."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "one"], ["y"])], "copy", [x], [y], [one]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _cuda_session():
+    """An onnxruntime session on the GPU, or ``None`` with the reason where there is none."""
+    import onnxruntime as ort
+
+    from services.generator.engine.runtime import CUDA, preload_cuda_libraries
+
+    if CUDA not in ort.get_available_providers():
+        return None, "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
+    preload_cuda_libraries()
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(_copy_graph(), providers=[CUDA])
+    except Exception as exc:  # onnxruntime's pybind errors share no useful base class
+        return None, str(exc).strip().splitlines()[0]
+    finally:
+        ort.set_default_logger_severity(3)
+    if session.get_providers()[0] != CUDA:
+        return None, "no GPU that onnxruntime's CUDA provider can use"
+    return session, ""
+
+
+def _require_cuda() -> None:
+    session, reason = _cuda_session()
+    if session is None:
+        raise BenchmarkSkipped(f"needs a GPU: {reason}")
+
+
+def cuda_copy_bandwidth(nbytes: int = 2**30, repeat: int = 5) -> float:
+    """Bytes per second a GPU kernel moves (reads + writes) over device memory, best of
+    ``repeat``: ``y = x * 1`` on a 1 GiB tensor, both ends bound on the device."""
+    from onnxruntime import OrtValue
+
+    session, reason = _cuda_session()
+    if session is None:
+        raise BenchmarkError(f"cannot measure GPU bandwidth: {reason}")
+    x = OrtValue.ortvalue_from_shape_and_type([nbytes // 4], np.float32, "cuda", 0)
+    y = OrtValue.ortvalue_from_shape_and_type([nbytes // 4], np.float32, "cuda", 0)
+    binding = session.io_binding()
+    binding.bind_ortvalue_input("x", x)
+    binding.bind_ortvalue_output("y", y)
+    session.run_with_iobinding(binding)  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        binding.synchronize_inputs()
+        started = time.perf_counter()
+        session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
         best = min(best, time.perf_counter() - started)
     return 2 * nbytes / best
 

@@ -49,6 +49,10 @@ class BenchmarkError(MarqueeError):
     """A benchmark could not be run or its results not recorded; the message says why."""
 
 
+class BenchmarkSkipped(BenchmarkError):
+    """The benchmark needs hardware this machine lacks (a GPU); ``make bench`` goes on."""
+
+
 @dataclass(frozen=True)
 class Result:
     """What a benchmark measured: its figure and the baseline taken in the same run."""
@@ -142,12 +146,26 @@ def benchmark(
     return register
 
 
+#: Benchmark modules that could not be imported for a missing third-party package (a
+#: machine with only the generator's dependencies, say): module -> the missing package.
+UNAVAILABLE: dict[str, str] = {}
+
+
 def discover() -> dict[str, Benchmark]:
-    """Import every benchmark module of this package; return the registry by name."""
+    """Import every benchmark module of this package; return the registry by name.
+
+    A module whose third-party dependency is not installed is left out and listed in
+    :data:`UNAVAILABLE`; an import error in Marquee's own code still raises."""
     package = importlib.import_module(__package__)
     for module in pkgutil.iter_modules(package.__path__):
         if module.name not in _NOT_BENCHMARKS and not module.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{module.name}")
+            try:
+                importlib.import_module(f"{__package__}.{module.name}")
+            except ModuleNotFoundError as exc:
+                top = (exc.name or "").partition(".")[0]
+                if not top or top in {"benchmarks", "services", "shared"}:
+                    raise
+                UNAVAILABLE[module.name] = top
     return dict(sorted(_REGISTRY.items()))
 
 

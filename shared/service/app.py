@@ -7,9 +7,11 @@ import hmac
 import logging
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import faust
 from faust.web import Request, Response, View
@@ -149,8 +151,14 @@ def create_app(
     """A Faust app in consumer group ``<topic prefix>marquee-<name>`` with health, metrics
     and heartbeats. The prefix namespaces groups as it does topics, so environments that
     share a cluster never join each other's groups."""
+    app_id = f"{settings.topic_prefix}marquee-{name}"
+    # Faust makes "<id>-data/" in the working directory even for memory tables; keep the
+    # checkout (or a container's work dir) clean.
+    datadir = Path(tempfile.gettempdir()) / "marquee-faust" / f"{app_id}-data"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.topic_prefix}marquee-{name}",
+        app_id,
+        datadir=str(datadir),
         broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
         broker_client_id=f"{settings.kafka_client_id}-{name}",

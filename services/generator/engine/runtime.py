@@ -39,6 +39,24 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries of pip's ``nvidia-*`` wheels, where they are
+    installed, so the CUDA provider finds them without ``LD_LIBRARY_PATH``; a no-op
+    elsewhere (system CUDA, or none)."""
+    import importlib.util
+
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    # Without the wheels onnxruntime would print a "failed to load" line per library.
+    if preload is None or importlib.util.find_spec("nvidia") is None:
+        return
+    try:
+        preload(cuda=True, cudnn=True, msvc=False)
+    except Exception as exc:  # a missing library surfaces again, with its name, at session start
+        log.debug("preloading CUDA libraries failed: %s", exc)
+
+
 def create_session(onnx_path: Path, options: RuntimeOptions):
     """``(session, device)`` with device ``"cuda"`` or ``"cpu"``."""
     import onnxruntime as ort
@@ -55,6 +73,7 @@ def create_session(onnx_path: Path, options: RuntimeOptions):
     wants_cuda = options.provider in ("auto", "cuda")
     if wants_cuda and CUDA in ort.get_available_providers():
         reason = "no GPU, driver or CUDA libraries that onnxruntime can use"
+        preload_cuda_libraries()
         # A failed CUDA probe makes onnxruntime's process-wide logger print a page of
         # errors on stderr; the one log line below says it all, so quiet it meanwhile.
         ort.set_default_logger_severity(4)
