@@ -21,6 +21,7 @@ import scipy.sparse
 from implicit.evaluation import ranking_metrics_at_k
 
 from .confidence import Weights
+from .interactions import Event
 from .model import (
     DEFAULT_HALF_LIFE_SECONDS,
     AlsParams,
@@ -35,8 +36,6 @@ from .model import (
 
 K = 10
 TEST_FRACTION = 0.2
-#: (user_id, item_id, confidence, timestamp)
-Event = tuple[str, str, float, float]
 
 
 def events_from_ratings(ratings: Iterable, weights: Weights | None = None) -> list[Event]:

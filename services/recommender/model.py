@@ -21,6 +21,8 @@ from threadpoolctl import ThreadpoolController
 
 from shared.errors import MarqueeError
 
+from .interactions import Interactions
+
 DAY_SECONDS = 86_400.0
 DEFAULT_HALF_LIFE_SECONDS = 30 * DAY_SECONDS
 
@@ -405,25 +407,32 @@ def fit_recommender(
 
     ``now`` (default: the latest timestamp) anchors the popularity decay.
     """
-    users, items = IdMap(), IdMap()
-    rows, columns, weights, times = [], [], [], []
-    for user_id, item_id, confidence, timestamp in events:
-        rows.append(users.add(user_id))
-        columns.append(items.add(item_id))
-        weights.append(confidence)
-        times.append(timestamp)
-    if not rows:
+    if isinstance(events, Interactions):
+        users, items = IdMap(events.user_ids), IdMap(events.item_ids)
+        rows, columns, weights, times = events.users, events.items, events.weights, events.times
+    else:
+        users, items = IdMap(), IdMap()
+        listed: tuple[list, list, list, list] = ([], [], [], [])
+        for user_id, item_id, confidence, timestamp in events:
+            listed[0].append(users.add(user_id))
+            listed[1].append(items.add(item_id))
+            listed[2].append(confidence)
+            listed[3].append(timestamp)
+        rows, columns = np.asarray(listed[0]), np.asarray(listed[1])
+        weights = np.asarray(listed[2], dtype=np.float32)
+        times = np.asarray(listed[3], dtype=np.float64)
+    if not len(rows):
         raise ValueError("no events to train on")
     shape = (len(users), len(items))
     # Duplicate (user, item) pairs add up: confidence is the sum of the interactions' weights.
     seen = as_csr(scipy.sparse.coo_matrix((weights, (rows, columns)), shape=shape))
     model = train_als(seen, params, num_threads=num_threads)
     popularity = decayed_popularity(
-        np.asarray(columns),
-        np.asarray(weights),
-        np.asarray(times),
+        columns,
+        weights,
+        times,
         n_items=len(items),
-        now=max(times) if now is None else now,
+        now=float(times.max()) if now is None else now,
         half_life_seconds=half_life_seconds,
     )
     return Recommender(model, users, items, seen, popularity)

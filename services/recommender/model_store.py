@@ -14,8 +14,10 @@ from sqlalchemy import Engine, text
 
 from shared.errors import MarqueeError
 
-from .evaluation import Event
+from .interactions import Interactions, binary_copy_factors, parse_binary_copy
 
+#: 2000-01-01T00:00:00Z in Unix seconds: where binary timestamps count from.
+POSTGRES_EPOCH = 946_684_800.0
 #: pg_try_advisory_lock key for "one trainer at a time" across every worker.
 TRAINING_LOCK = 0x6D71_7472_6169_6E
 
@@ -54,20 +56,37 @@ class ModelStore:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": TRAINING_LOCK})
                 conn.commit()
 
-    def events(self) -> tuple[list[Event], datetime]:
-        """Every stored interaction as ``(user_id, item_id, weight, epoch seconds)``, and
-        the database time just before they were read: anything ingested after it is not
-        in them (see :func:`ingested_since`)."""
+    def events(self) -> tuple[Interactions, datetime]:
+        """Every stored interaction, column-wise, and the database time just before they
+        were read: anything ingested after it is not in them (see :func:`ingested_since`)."""
         with self.engine.connect() as conn:
             read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-            rows = conn.execute(
-                text(
-                    # float8: extract() gives numeric, and 100k Decimals cost a tenth of a second.
-                    "SELECT user_id, item_id, weight, CAST(extract(epoch FROM occurred_at) AS float8)"
-                    " FROM interactions"
+            buffer = io.BytesIO()
+            with conn.connection.dbapi_connection.cursor() as cur:
+                # Dense indices from the persisted id maps (ingest registers every user and
+                # item in the transaction that stores its interaction): fixed-width rows.
+                # Times as binary timestamptz, microseconds since 2000-01-01 UTC: converting
+                # them to epoch seconds in SQL would cost more than the whole read.
+                cur.copy_expert(
+                    "COPY (SELECT u.idx, i.idx, x.weight, x.occurred_at FROM interactions x"
+                    " JOIN users u ON u.user_id = x.user_id JOIN items i ON i.item_id = x.item_id)"
+                    " TO STDOUT (FORMAT binary)",
+                    buffer,
                 )
+            user_idx, item_idx, weights, micros = parse_binary_copy(
+                buffer.getvalue(), [">i4", ">i4", ">f4", ">i8"]
             )
-            return [(u, i, float(w), float(t)) for u, i, w, t in rows], read_at
+            user_rows, users = _compact(user_idx)
+            item_rows, items = _compact(item_idx)
+            interactions = Interactions(
+                user_ids=_external_ids(conn, "users", "user_id", user_rows),
+                item_ids=_external_ids(conn, "items", "item_id", item_rows),
+                users=users,
+                items=items,
+                weights=weights.astype(np.float32),
+                times=micros / 1e6 + POSTGRES_EPOCH,
+            )
+            return interactions, read_at
 
     def save(
         self,
@@ -108,8 +127,9 @@ class ModelStore:
                     ("item_factors", items, item_factors),
                 ):
                     cur.copy_expert(
-                        f"COPY {table} (model_version, idx, external_id, factors) FROM STDIN",
-                        _copy_rows(version, ids, factors),
+                        f"COPY {table} (model_version, idx, external_id, factors)"
+                        " FROM STDIN (FORMAT binary)",
+                        io.BytesIO(binary_copy_factors(version, ids, factors)),
                     )
             return version
 
@@ -287,12 +307,21 @@ def _pairs(engine: Engine, key: str, other: str, ids: list[str]) -> dict:
     return found
 
 
-def _copy_rows(version: int, ids: list[str], factors: np.ndarray) -> io.StringIO:
-    """COPY text format: tab-separated, array literals; ids escaped for COPY."""
-    buffer = io.StringIO()
-    for idx, (external, row) in enumerate(zip(ids, factors, strict=True)):
-        escaped = external.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-        values = ",".join(f"{x:.9g}" for x in row)
-        buffer.write(f"{version}\t{idx}\t{escaped}\t{{{values}}}\n")
-    buffer.seek(0)
-    return buffer
+def _compact(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(the distinct indices, sorted; each index's position among them)``: ``np.unique``
+    with ``return_inverse``, without its sort (the indices are small and dense)."""
+    present = np.zeros(int(indices.max(initial=-1)) + 1, dtype=bool)
+    present[indices] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present), position[indices]
+
+
+def _external_ids(conn, table: str, column: str, indices: np.ndarray) -> list[str]:
+    """The external ids of dense ``indices`` of ``users`` or ``items``, in that order."""
+    rows = conn.execute(
+        # table and column are names from this module, never user input.
+        text(f"SELECT idx, {column} FROM {table} WHERE idx = ANY(:indices)"),
+        {"indices": indices.tolist()},
+    )
+    by_index = dict(rows.all())
+    return [by_index[i] for i in indices.tolist()]

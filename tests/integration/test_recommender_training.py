@@ -128,3 +128,30 @@ def test_workers_retrain_on_their_own_when_data_arrives(topics, seeded, tmp_path
         assert 'marquee_retrains_total{outcome="active"' in metrics
         assert "marquee_model_version 2.0" in metrics
         assert 'marquee_model_ndcg_at_10{model="served"' in metrics
+
+
+def test_interactions_and_factors_cross_postgres_exactly_in_binary_copy(seeded):
+    store = ModelStore(seeded)
+    interactions, _ = store.events()
+    with seeded.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT user_id, item_id, weight, CAST(extract(epoch FROM occurred_at) AS float8)"
+                " FROM interactions"
+            )
+        ).all()
+    assert len(interactions) == len(stored) == 30_000
+    key = lambda e: (e[0], e[1], np.float32(e[2]), e[3])  # noqa: E731
+    assert sorted(map(key, interactions)) == sorted(map(key, stored))
+
+    ids = ["plain", "tab\there", "new\nline", "back\\slash", "ünïcödé", "x" * 300]
+    factors = np.random.default_rng(7).normal(size=(len(ids), 64)).astype(np.float32)
+    factors[0, :3] = [0.0, -0.0, np.float32(1e-38)]
+    version = store.save(
+        status="candidate", params={}, metrics={}, users=ids, items=ids[:2],
+        user_factors=factors, item_factors=factors[:2], n_interactions=0, fit_seconds=0.0,
+    )  # fmt: skip
+    back_ids, back = store.factors(version, "user")
+    assert back_ids == ids
+    assert back.dtype == np.float32 and np.array_equal(back, factors)
+    assert store.factors(version, "item")[0] == ids[:2]
