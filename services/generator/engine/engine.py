@@ -44,9 +44,13 @@ class Engine:
             add_bos=self.config.add_bos_token,
         )
         session, self.device = create_session(self.config.onnx_path, options)
-        self.decoder = Decoder(session, self.device, options.device_id)
+        # A fused-attention graph appends to its cache in place (see Decoder).
+        kv_type = fused_attention_kv_type(self.config.onnx_path)
+        self.decoder = Decoder(
+            session, self.device, options.device_id, share_buffers=kv_type is not None
+        )
         if self.device == "cuda":
-            _warn_about_cpu_only_nodes(self.config.onnx_path)
+            _warn_about_cpu_only_nodes(self.config.onnx_path, kv_type)
         self.eos_ids = frozenset(self.config.eos_token_ids)
         self.pad_id = (
             self.config.pad_token_id
@@ -98,19 +102,30 @@ class Engine:
             return _Batch(self, requests, on_token).run()
 
 
-def _warn_about_cpu_only_nodes(onnx_path: Path) -> None:
+def fused_attention_kv_type(onnx_path: Path) -> int | None:
+    """The KV cache's ONNX element type when attention is onnxruntime's GroupQueryAttention
+    on the graph's own past inputs (a kernel that can append to its cache in place);
+    ``None`` for any other graph (an Optimum export, ``--attention ops``)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    if any(node.op_type == "GroupQueryAttention" for node in graph.node):
-        past = next(i for i in graph.input if i.name.startswith("past_key_values."))
-        if past.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
-            log.warning(
-                "%s has fp32 GroupQueryAttention, which onnxruntime runs only on the CPU: "
-                "every layer's KV cache crosses the bus each step. Build the model for the "
-                "GPU with `marquee model build-default --attention ops`",
-                onnx_path,
-            )
+    pasts = {i.name: i for i in graph.input if i.name.startswith("past_key_values.")}
+    for node in graph.node:
+        if node.op_type == "GroupQueryAttention" and node.input[3] in pasts:
+            return pasts[node.input[3]].type.tensor_type.elem_type
+    return None
+
+
+def _warn_about_cpu_only_nodes(onnx_path: Path, kv_type: int | None) -> None:
+    import onnx
+
+    if kv_type == onnx.TensorProto.FLOAT:
+        log.warning(
+            "%s has fp32 GroupQueryAttention, which onnxruntime runs only on the CPU: "
+            "every layer's KV cache crosses the bus each step. Build the model for the "
+            "GPU with `marquee model build-default --attention ops`",
+            onnx_path,
+        )
 
 
 @dataclass
@@ -184,7 +199,8 @@ class _Batch:
             ids[b, width - len(row.prompt_ids) :] = row.prompt_ids
             mask[b, width - len(row.prompt_ids) :] = 1
         positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
-        logits, cache = decoder.prefill(ids, mask, positions)
+        reserve = max(r.request.params.max_new_tokens for r in rows)
+        logits, cache = decoder.prefill(ids, mask, positions, reserve)
         while True:
             tokens = np.array([row.sampler(logits[k]) for k, row in enumerate(rows)], np.int64)
             keep = [k for k, row in enumerate(rows) if not self._advance(row, int(tokens[k]))]

@@ -8,6 +8,8 @@ inside that same session, which is then used as is.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -51,10 +53,16 @@ def preload_cuda_libraries() -> None:
     # Without the wheels onnxruntime would print a "failed to load" line per library.
     if preload is None or importlib.util.find_spec("nvidia") is None:
         return
+    # onnxruntime prints (not logs) each library it cannot find: a CPU machine with some
+    # nvidia wheels (a CPU PyTorch's, say) would get a page of it on every start.
+    printed = io.StringIO()
     try:
-        preload(cuda=True, cudnn=True, msvc=False)
+        with contextlib.redirect_stdout(printed):
+            preload(cuda=True, cudnn=True, msvc=False)
     except Exception as exc:  # a missing library surfaces again, with its name, at session start
         log.debug("preloading CUDA libraries failed: %s", exc)
+    if printed.getvalue().strip():
+        log.debug("preloading CUDA libraries: %s", printed.getvalue().strip())
 
 
 def create_session(onnx_path: Path, options: RuntimeOptions):

@@ -193,9 +193,54 @@ def test_prefill_in_row_groups_gives_the_same_tokens(tiny_engine, monkeypatch):
 
 
 def test_fp32_gqa_graphs_warn_under_cuda(tiny_dirs, caplog):
-    from services.generator.engine.engine import _warn_about_cpu_only_nodes
+    from services.generator.engine.engine import (
+        _warn_about_cpu_only_nodes,
+        fused_attention_kv_type,
+    )
 
-    _warn_about_cpu_only_nodes(tiny_dirs["q4-ops"] / "model.onnx")
+    ops, gqa = (tiny_dirs[name] / "model.onnx" for name in ("q4-ops", "q4"))
+    assert fused_attention_kv_type(ops) is None
+    _warn_about_cpu_only_nodes(ops, fused_attention_kv_type(ops))
     assert not caplog.records
-    _warn_about_cpu_only_nodes(tiny_dirs["q4"] / "model.onnx")
+    _warn_about_cpu_only_nodes(gqa, fused_attention_kv_type(gqa))
     assert "--attention ops" in caplog.text
+
+
+def test_shared_buffer_cache_decodes_exactly_like_a_concatenated_one(tiny_engine):
+    """The fused-attention graph appends in place to preallocated buffers; the Optimum
+    way (a fresh ``present`` each step) must give the same logits, through buffer growth
+    and a row leaving the batch."""
+    from services.generator.engine.decoder import Decoder
+
+    shared = tiny_engine.decoder
+    assert shared.share_buffers
+    concat = Decoder(shared.session, "cpu")
+    assert not concat.share_buffers
+    encoded = [tiny_engine.tokenizer.encode(p) for p in PROMPTS[:3]]
+    width = max(map(len, encoded))
+    ids = np.zeros((3, width), np.int64)
+    mask = np.zeros((3, width), np.int64)
+    for row, prompt in enumerate(encoded):
+        ids[row, width - len(prompt) :], mask[row, width - len(prompt) :] = prompt, 1
+    positions = np.clip(np.cumsum(mask, 1) - 1, 0, None)
+
+    runs = {}
+    for name, decoder in (("shared", shared), ("concat", concat)):
+        logits, cache = decoder.prefill(ids, mask, positions, reserve=2)
+        m, seen = mask, [logits]
+        for step in range(40):  # room was made for 2: the buffers grow twice
+            if step == 5:  # the short row leaves; its left padding goes with it
+                m = m[[1, 2]]
+                unused = int(np.argmax(m.any(axis=0)))
+                m = m[:, unused:]
+                cache = decoder.select(cache, np.array([1, 2]), unused)
+            tokens = seen[-1][-m.shape[0] :].argmax(-1)[:, None]
+            m = np.concatenate([m, np.ones((m.shape[0], 1), np.int64)], axis=1)
+            logits, cache = decoder.step(tokens, m, m.sum(1, keepdims=True) - 1, cache)
+            seen.append(logits)
+        runs[name] = (seen, cache)
+    (shared_logits, shared_cache), (concat_logits, concat_cache) = runs["shared"], runs["concat"]
+    assert shared_cache.capacity >= shared_cache.length > width + 2
+    assert shared_cache.length == concat_cache.length
+    for a, b in zip(shared_logits, concat_logits, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=CACHE_ATOL)
