@@ -102,6 +102,8 @@ def _check_kafka(settings: Settings) -> None:
 def run(argv: list[str] | None = None) -> int:
     registry = discover()
     args = _parser(registry).parse_args(argv)
+    for module, package in UNAVAILABLE.items():
+        print(f"left out: benchmarks/{module}.py needs {package}, which is not installed")
     if args.list:
         width = max(map(len, registry), default=0)
         for bench in registry.values():
@@ -126,6 +128,7 @@ def run(argv: list[str] | None = None) -> int:
 
     docs = Docs(args.docs)
     ctx = Context(settings=settings, args=args, progress=lambda msg: print(f"  {msg}", flush=True))
+    recorded = 0
     for i, bench in enumerate(selected, 1):
         print(f"[{i}/{len(selected)}] {bench.name}: {bench.unit}", flush=True)
         started = time.monotonic()
@@ -142,8 +145,12 @@ def run(argv: list[str] | None = None) -> int:
         print(summary(bench, result), flush=True)
         # Record each figure as it lands: a later failure must not lose it.
         docs.record([entry(bench, result)], registry)
+        recorded += 1
         ctx.progress(f"took {time.monotonic() - started:.0f} s; recorded in {docs.json_path}")
-    print(f"wrote {docs.json_path} and {docs.md_path}")
+    if recorded:
+        print(f"wrote {docs.json_path} and {docs.md_path}")
+    else:
+        print("nothing recorded: every selected benchmark was skipped")
     return 0
 
 

@@ -55,9 +55,11 @@ class Interactions:
 def parse_binary_copy(data: bytes, fields: list[str]) -> list[np.ndarray]:
     """Columns of a ``COPY ... TO STDOUT (FORMAT binary)`` whose fields are all fixed-width
     and never NULL; ``fields`` are their big-endian numpy types (``">i4"``, ``">f8"``...)."""
-    if not data.startswith(_SIGNATURE):
+    if not data.startswith(_SIGNATURE) or not data.endswith(_TRAILER):
         raise ValueError("not PostgreSQL binary COPY data")
-    (extension,) = struct.unpack_from(">i", data, len(_SIGNATURE) + 4)
+    flags, extension = struct.unpack_from(">ii", data, len(_SIGNATURE))
+    if flags:  # bit 16: every row carries an OID first
+        raise ValueError(f"unsupported binary COPY flags {flags:#x}")
     start = len(_SIGNATURE) + 8 + extension
     body = memoryview(data)[start : len(data) - len(_TRAILER)]
     layout = [("count", ">i2")]
@@ -72,9 +74,12 @@ def parse_binary_copy(data: bytes, fields: list[str]) -> list[np.ndarray]:
     return [rows[f"f{n}"] for n in range(len(fields))]
 
 
-def binary_copy_factors(version: int, ids: list[str], factors: np.ndarray) -> bytes:
+def binary_copy_factors(
+    version: int, ids: list[str], factors: np.ndarray, encoding: str = "utf-8"
+) -> bytes:
     """``COPY <side>_factors (model_version, idx, external_id, factors) FROM STDIN (FORMAT
-    binary)`` data: one row per id, its factors a ``real[]``."""
+    binary)`` data: one row per id, its factors a ``real[]``; ids in the connection's
+    client ``encoding`` (Python's name for it), as Postgres reads binary text."""
     rows, width = factors.shape
     # Each element of a binary array is its length (4) and its big-endian float4.
     elements = np.empty((rows, 2 * width), dtype=">i4")
@@ -84,7 +89,7 @@ def binary_copy_factors(version: int, ids: list[str], factors: np.ndarray) -> by
     array_length = len(array_header) + elements.shape[1] * 4
     parts = [_HEADER]
     for idx, (external, row) in enumerate(zip(ids, elements, strict=True)):
-        name = external.encode()
+        name = external.encode(encoding)
         parts.append(struct.pack(">hiiiii", 4, 4, version, 4, idx, len(name)))
         parts.append(name)
         parts.append(struct.pack(">i", array_length) + array_header)

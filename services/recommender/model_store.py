@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import psycopg2.extensions
 from sqlalchemy import Engine, text
 
 from shared.errors import MarqueeError
@@ -121,6 +122,7 @@ class ModelStore:
                 },
             ).scalar_one()
             raw = conn.connection.dbapi_connection
+            encoding = psycopg2.extensions.encodings[raw.encoding]
             with raw.cursor() as cur:
                 for table, ids, factors in (
                     ("user_factors", users, user_factors),
@@ -129,7 +131,7 @@ class ModelStore:
                     cur.copy_expert(
                         f"COPY {table} (model_version, idx, external_id, factors)"
                         " FROM STDIN (FORMAT binary)",
-                        io.BytesIO(binary_copy_factors(version, ids, factors)),
+                        io.BytesIO(binary_copy_factors(version, ids, factors, encoding)),
                     )
             return version
 

@@ -153,12 +153,14 @@ def create_app(
     share a cluster never join each other's groups."""
     app_id = f"{settings.topic_prefix}marquee-{name}"
     # Faust makes "<id>-data/" in the working directory even for memory tables; keep the
-    # checkout (or a container's work dir) clean.
-    datadir = Path(tempfile.gettempdir()) / "marquee-faust" / f"{app_id}-data"
-    datadir.parent.mkdir(parents=True, exist_ok=True)
+    # checkout (or a container's work dir) clean. Per user, private: /tmp is shared.
+    user = getattr(os, "getuid", lambda: "user")()
+    datadir = Path(tempfile.gettempdir()) / f"marquee-faust-{user}" / f"{app_id}-data"
+    datadir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     app = faust.App(
         app_id,
-        datadir=str(datadir),
+        # Faust runs str.format on it (with the app's settings as ``conf``).
+        datadir=str(datadir).replace("{", "{{").replace("}", "}}"),
         broker=[f"kafka://{s.strip()}" for s in settings.kafka_bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
         broker_client_id=f"{settings.kafka_client_id}-{name}",

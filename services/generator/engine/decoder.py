@@ -45,6 +45,9 @@ class KVCache:
     #: Shared buffers only: the numpy arrays behind ``values`` (same memory).
     buffers: list | None = None
 
+    # With shared buffers, the cache a step returns writes into the same memory as the
+    # one it was given: step each cache once, never an older one again.
+
     @property
     def capacity(self) -> int:
         return self.buffers[0].shape[2] if self.buffers else self.length
@@ -52,7 +55,13 @@ class KVCache:
 
 class Decoder:
     def __init__(
-        self, session, device: str, device_id: int = 0, *, share_buffers: bool = False
+        self,
+        session,
+        device: str,
+        device_id: int = 0,
+        *,
+        share_buffers: bool = False,
+        max_length: int | None = None,
     ) -> None:
         self.session = session
         self.device = device
@@ -95,6 +104,8 @@ class Decoder:
         # In-place appends need a kernel that writes into its past buffer (the caller
         # knows the graph), host memory, and prompt passes that never split by rows.
         self.share_buffers = share_buffers and device == "cpu" and self.can_keep_last
+        #: The context length: shared buffers never grow past it.
+        self.max_length = max_length
 
     # -- cache -----------------------------------------------------------------------------
     def empty_cache(self, batch: int, reserve: int = 0) -> KVCache:
@@ -143,7 +154,10 @@ class Decoder:
         if self.share_buffers:
             # Room for a first stretch only: pages are touched as they fill, but a batch's
             # rows may well stop long before their max_new_tokens.
-            cache = self.empty_cache(batch, length + min(reserve, INITIAL_RESERVE))
+            room = length + min(reserve, INITIAL_RESERVE)
+            if self.max_length is not None:
+                room = max(length, min(room, self.max_length))
+            cache = self.empty_cache(batch, room)
             return self.step(input_ids, attention_mask, position_ids, cache)
         # An export with a symbolic vocabulary size: assume a large one.
         per_row = 1 if self.can_keep_last else length * (self.vocab or 2**18) * 4
@@ -203,6 +217,8 @@ class Decoder:
             if cache.length + new > cache.capacity:
                 # Doubling: a long generation copies its cache a logarithmic number of times.
                 grown = max(2 * cache.capacity, cache.length + new)
+                if self.max_length is not None:
+                    grown = max(min(grown, self.max_length), cache.length + new)
                 cache = self._buffers(
                     batch, grown, [b[:, :, : cache.length] for b in cache.buffers]
                 )

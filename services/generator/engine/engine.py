@@ -44,10 +44,21 @@ class Engine:
             add_bos=self.config.add_bos_token,
         )
         session, self.device = create_session(self.config.onnx_path, options)
-        # A fused-attention graph appends to its cache in place (see Decoder).
-        kv_type = fused_attention_kv_type(self.config.onnx_path)
+        # A fused-attention graph appends to its cache in place (see Decoder). Only the
+        # converter builds them; other graphs (an Optimum export with inline weights, say)
+        # are not parsed a second time just to find out.
+        built = self.config.build.get("fingerprint", {}).get("options", {})
+        kv_type = (
+            fused_attention_kv_type(self.config.onnx_path)
+            if built.get("attention") == "gqa"
+            else None
+        )
         self.decoder = Decoder(
-            session, self.device, options.device_id, share_buffers=kv_type is not None
+            session,
+            self.device,
+            options.device_id,
+            share_buffers=kv_type is not None,
+            max_length=self.config.context_length,
         )
         if self.device == "cuda":
             _warn_about_cpu_only_nodes(self.config.onnx_path, kv_type)
@@ -103,17 +114,23 @@ class Engine:
 
 
 def fused_attention_kv_type(onnx_path: Path) -> int | None:
-    """The KV cache's ONNX element type when attention is onnxruntime's GroupQueryAttention
-    on the graph's own past inputs (a kernel that can append to its cache in place);
-    ``None`` for any other graph (an Optimum export, ``--attention ops``)."""
+    """The KV cache's ONNX element type when every ``past_key_values.*`` input feeds
+    onnxruntime's GroupQueryAttention as its past key or value (a kernel that can append
+    to its cache in place); ``None`` for any other graph (``--attention ops``, a graph
+    that mixes kinds of attention)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     pasts = {i.name: i for i in graph.input if i.name.startswith("past_key_values.")}
-    for node in graph.node:
-        if node.op_type == "GroupQueryAttention" and node.input[3] in pasts:
-            return pasts[node.input[3]].type.tensor_type.elem_type
-    return None
+    fused = {
+        name
+        for node in graph.node
+        if node.op_type == "GroupQueryAttention"
+        for name in node.input[3:5]
+    }
+    if not pasts or not set(pasts) <= fused:
+        return None
+    return next(iter(pasts.values())).type.tensor_type.elem_type
 
 
 def _warn_about_cpu_only_nodes(onnx_path: Path, kv_type: int | None) -> None:
@@ -199,7 +216,8 @@ class _Batch:
             ids[b, width - len(row.prompt_ids) :] = row.prompt_ids
             mask[b, width - len(row.prompt_ids) :] = 1
         positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
-        reserve = max(r.request.params.max_new_tokens for r in rows)
+        room = self.engine.context_length - width
+        reserve = min(room, max(r.request.params.max_new_tokens for r in rows))
         logits, cache = decoder.prefill(ids, mask, positions, reserve)
         while True:
             tokens = np.array([row.sampler(logits[k]) for k, row in enumerate(rows)], np.int64)
