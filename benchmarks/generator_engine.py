@@ -316,18 +316,13 @@ def _cuda_session():
     """An onnxruntime session on the GPU, or ``None`` with the reason where there is none."""
     import onnxruntime as ort
 
-    from services.generator.engine.runtime import CUDA, preload_cuda_libraries
+    from services.generator.engine.runtime import CUDA, try_cuda_session
 
     if CUDA not in ort.get_available_providers():
         return None, "this onnxruntime has no CUDA provider (install onnxruntime-gpu)"
-    preload_cuda_libraries()
-    ort.set_default_logger_severity(4)
-    try:
-        session = ort.InferenceSession(_copy_graph(), providers=[CUDA])
-    except Exception as exc:  # onnxruntime's pybind errors share no useful base class
-        return None, str(exc).strip().splitlines()[0]
-    finally:
-        ort.set_default_logger_severity(3)
+    session, reason = try_cuda_session(_copy_graph())
+    if session is None:
+        return None, reason
     if session.get_providers()[0] != CUDA:
         return None, "no GPU that onnxruntime's CUDA provider can use"
     return session, ""

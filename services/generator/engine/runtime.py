@@ -65,6 +65,26 @@ def preload_cuda_libraries() -> None:
         log.debug("preloading CUDA libraries: %s", printed.getvalue().strip())
 
 
+def try_cuda_session(model, so=None, device_id: int = 0):
+    """``(session, reason)``: a session on ``model`` (a path or ONNX bytes) that asks for
+    CUDA first. onnxruntime may fall back to CPU inside it (check ``get_providers()``);
+    ``session`` is ``None``, with the first line of the error, where it could not start."""
+    import onnxruntime as ort
+
+    reason = "no GPU, driver or CUDA libraries that onnxruntime can use"
+    preload_cuda_libraries()
+    # A failed CUDA probe makes onnxruntime's process-wide logger print a page of errors
+    # on stderr; the caller's one line says it all, so quiet it meanwhile.
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(model, so, providers=[(CUDA, {"device_id": device_id}), CPU])
+    except Exception as exc:  # onnxruntime's pybind errors share no useful base class
+        session, reason = None, str(exc).strip().splitlines()[0]
+    finally:
+        ort.set_default_logger_severity(3)
+    return session, reason
+
+
 def create_session(onnx_path: Path, options: RuntimeOptions):
     """``(session, device)`` with device ``"cuda"`` or ``"cpu"``."""
     import onnxruntime as ort
@@ -80,21 +100,7 @@ def create_session(onnx_path: Path, options: RuntimeOptions):
 
     wants_cuda = options.provider in ("auto", "cuda")
     if wants_cuda and CUDA in ort.get_available_providers():
-        reason = "no GPU, driver or CUDA libraries that onnxruntime can use"
-        preload_cuda_libraries()
-        # A failed CUDA probe makes onnxruntime's process-wide logger print a page of
-        # errors on stderr; the one log line below says it all, so quiet it meanwhile.
-        ort.set_default_logger_severity(4)
-        try:
-            session = ort.InferenceSession(
-                str(onnx_path),
-                so,
-                providers=[(CUDA, {"device_id": options.device_id}), CPU],
-            )
-        except Exception as exc:  # onnxruntime's pybind errors share no useful base class
-            session, reason = None, str(exc).strip().splitlines()[0]
-        finally:
-            ort.set_default_logger_severity(3)
+        session, reason = try_cuda_session(str(onnx_path), so, options.device_id)
         if session is not None and session.get_providers()[0] == CUDA:
             log.info("generator runs on CUDA device %s", options.device_id)
             return session, "cuda"
