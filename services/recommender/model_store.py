@@ -64,13 +64,12 @@ class ModelStore:
             read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
             buffer = io.BytesIO()
             with conn.connection.dbapi_connection.cursor() as cur:
-                # Dense indices from the persisted id maps (ingest registers every user and
-                # item in the transaction that stores its interaction): fixed-width rows.
-                # Times as binary timestamptz, microseconds since 2000-01-01 UTC: converting
-                # them to epoch seconds in SQL would cost more than the whole read.
+                # Dense indices into the persisted id maps, stored with each interaction:
+                # fixed-width rows. Times as binary timestamptz, microseconds since
+                # 2000-01-01 UTC: converting them to epoch seconds in SQL would cost more
+                # than the whole read.
                 cur.copy_expert(
-                    "COPY (SELECT u.idx, i.idx, x.weight, x.occurred_at FROM interactions x"
-                    " JOIN users u ON u.user_id = x.user_id JOIN items i ON i.item_id = x.item_id)"
+                    "COPY (SELECT user_idx, item_idx, weight, occurred_at FROM interactions)"
                     " TO STDOUT (FORMAT binary)",
                     buffer,
                 )

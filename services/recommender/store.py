@@ -1,9 +1,9 @@
 """Postgres adapter for interactions: idempotent, batched, one transaction per batch.
 
 A batch travels as one array literal per column and is stored by set-based SQL: one
-statement inserts the interactions (an event id already stored is skipped) and sums only
-the new ones into the user x item confidence; two more register the users and items
-they name. Why not a multi-row INSERT built by
+statement registers the users and another the items they name; a third inserts the
+interactions (an event id already stored is skipped) and sums only the new ones into the
+user x item confidence. Why not a multi-row INSERT built by
 SQLAlchemy: compiling it cost more CPU than everything else in the worker together
 (profiled at ~800 events/s end to end). Array literals rather than lists: psycopg2
 adapts a list element by element, twice the client CPU of one string per column.
@@ -72,13 +72,32 @@ def _literal(kind: str, values: tuple) -> str:
     return "{" + ",".join(items) + "}"
 
 
-# The pairs are upserted in key order, as are users and items below: concurrent workers
-# lock rows in one order and cannot deadlock. Weights are summed in double precision and
-# rounded once on the way into the real column.
+# Users and items are registered first, only those not yet known (an INSERT that hits
+# ON CONFLICT still takes an index number from the sequence), so each interaction stores
+# their dense indices: a retrain then reads them without joining text ids.
+# Everything is inserted or upserted in key order: concurrent workers lock rows in one
+# order and cannot deadlock. Weights are summed in double precision and rounded once on
+# the way into the real column.
+_REGISTER = {
+    table: f"""
+    INSERT INTO {table} ({column})
+    SELECT DISTINCT id FROM unnest(%(ids)s::text[]) AS id
+    WHERE NOT EXISTS (SELECT FROM {table} WHERE {column} = id)
+    ORDER BY 1 ON CONFLICT DO NOTHING
+    """
+    for table, column in (("users", "user_id"), ("items", "item_id"))
+}
+# LEFT JOINs: an id somehow not registered fails the NOT NULL index columns, loudly,
+# where an inner join would drop its event.
 _STORE = f"""
-WITH new AS (
-    INSERT INTO interactions ({", ".join(_COLUMNS)})
+WITH batch AS (
     SELECT * FROM unnest({", ".join(f"CAST(%({c})s AS {t}[])" for c, t in _TYPES.items())})
+        AS b({", ".join(_COLUMNS)})
+), new AS (
+    INSERT INTO interactions ({", ".join(_COLUMNS)}, user_idx, item_idx)
+    SELECT b.*, u.idx, i.idx FROM batch b
+    LEFT JOIN users u ON u.user_id = b.user_id
+    LEFT JOIN items i ON i.item_id = b.item_id
     ON CONFLICT (event_source, event_id) DO NOTHING
     RETURNING user_id, item_id, weight, occurred_at
 ), pairs AS (
@@ -89,16 +108,9 @@ WITH new AS (
         confidence = ui.confidence + excluded.confidence,
         events = ui.events + excluded.events,
         last_at = greatest(ui.last_at, excluded.last_at)
-    RETURNING user_id, item_id
 )
-SELECT (SELECT count(*) FROM new),
-       ARRAY(SELECT DISTINCT user_id FROM pairs ORDER BY 1),
-       ARRAY(SELECT DISTINCT item_id FROM pairs ORDER BY 1)
+SELECT count(*) FROM new
 """
-_REGISTER = {
-    table: f"INSERT INTO {table} ({column}) SELECT unnest(%(ids)s::text[]) ON CONFLICT DO NOTHING"
-    for table, column in (("users", "user_id"), ("items", "item_id"))
-}
 
 
 class InteractionStore:
@@ -133,11 +145,9 @@ class InteractionStore:
 def _store(conn: Connection, rows: list[InteractionRow]) -> int:
     columns = zip(_COLUMNS, zip(*map(_values, rows), strict=True), strict=True)
     arrays = {name: _literal(_TYPES[name], values) for name, values in columns}
-    new, users, items = conn.exec_driver_sql(_STORE, arrays).one()
-    if new:
-        conn.exec_driver_sql(_REGISTER["users"], {"ids": users})
-        conn.exec_driver_sql(_REGISTER["items"], {"ids": items})
-    return new
+    conn.exec_driver_sql(_REGISTER["users"], {"ids": arrays["user_id"]})
+    conn.exec_driver_sql(_REGISTER["items"], {"ids": arrays["item_id"]})
+    return conn.exec_driver_sql(_STORE, arrays).scalar_one()
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:

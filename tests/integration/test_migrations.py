@@ -53,8 +53,9 @@ def test_cli_upgrade_reports_then_noops(settings):
 
 def test_schema_enforces_dedupe_and_one_active_model(engine):
     insert = text(
-        "INSERT INTO interactions (event_source, event_id, user_id, item_id, action, weight, occurred_at)"
-        " VALUES (:s, :i, 'u', 'it', 'click', 1, now()) ON CONFLICT DO NOTHING"
+        "INSERT INTO interactions (event_source, event_id, user_id, item_id, action, weight,"
+        " occurred_at, user_idx, item_idx)"
+        " VALUES (:s, :i, 'u', 'it', 'click', 1, now(), 0, 0) ON CONFLICT DO NOTHING"
     )
     with engine.begin() as conn:
         assert conn.execute(insert, {"s": "src", "i": "e1"}).rowcount == 1
@@ -80,6 +81,37 @@ def test_concurrent_migrators_take_turns(settings):
                 future.result()  # none of them fails on a half-created schema
         assert current_revision(engine, schema) is not None
         assert set(inspect(engine).get_table_names(schema=schema)) == EXPECTED_TABLES
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def test_interaction_indices_are_backfilled_from_the_id_maps(settings):
+    """0003 gives rows stored before it their users' and items' dense indices,
+    registering ids that were never registered."""
+    engine = make_engine(settings)
+    schema = settings.postgres_schema
+    try:
+        upgrade(engine, schema, "0002")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (user_id) VALUES ('x'), ('alice')"))
+            conn.execute(
+                text(
+                    "INSERT INTO interactions (event_source, event_id, user_id, item_id, action,"
+                    " weight, occurred_at) VALUES ('s', '1', 'alice', 'a1', 'click', 1, now()),"
+                    " ('s', '2', 'bob', 'a1', 'view', 1, now())"
+                )
+            )
+        upgrade(engine, schema)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT x.event_id, x.user_idx = u.idx, x.item_idx = i.idx FROM interactions x"
+                    " JOIN users u USING (user_id) JOIN items i USING (item_id) ORDER BY 1"
+                )
+            ).all()
+        assert rows == [("1", True, True), ("2", True, True)]
     finally:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

@@ -71,3 +71,24 @@ def test_awkward_ids_round_trip_and_each_event_counts_once(engine):
 
 def test_an_empty_batch_writes_nothing(engine):
     assert InteractionStore(engine).write([]) == 0
+
+
+def test_interactions_carry_dense_indices_and_known_ids_take_no_new_ones(engine):
+    store = InteractionStore(engine)
+    batch = [row(n, f"u{n % 3}", f"i{n % 4}", 1.0) for n in range(12)]
+    store.write(batch)
+    store.write(batch)  # a redelivery
+    store.write([row(100 + n, f"u{n % 3}", f"i{n % 2}", 1.0) for n in range(6)])  # known ids
+
+    with engine.connect() as conn:
+        mismatched = conn.execute(
+            text(
+                "SELECT count(*) FROM interactions x JOIN users u USING (user_id)"
+                " JOIN items i USING (item_id) WHERE x.user_idx <> u.idx OR x.item_idx <> i.idx"
+            )
+        ).scalar_one()
+        user_idx = sorted(r[0] for r in conn.execute(text("SELECT idx FROM users")))
+        item_idx = sorted(r[0] for r in conn.execute(text("SELECT idx FROM items")))
+    assert mismatched == 0
+    # Registering ids already known takes nothing from the sequences: no gaps.
+    assert user_idx == [0, 1, 2] and item_idx == [0, 1, 2, 3]
