@@ -312,8 +312,10 @@ def _copy_graph():
     return model.SerializeToString()
 
 
+@functools.cache
 def _cuda_session():
-    """An onnxruntime session on the GPU, or ``None`` with the reason where there is none."""
+    """An onnxruntime session on the GPU, or ``None`` with the reason where there is none;
+    probed once per process (the figures and every bandwidth repetition share it)."""
     import onnxruntime as ort
 
     from services.generator.engine.runtime import CUDA, try_cuda_session

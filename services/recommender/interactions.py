@@ -8,7 +8,7 @@ cost more than the ALS fit itself. Here they move as numpy arrays through ``COPY
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,25 @@ class Interactions:
     items: np.ndarray  # int64 codes
     weights: np.ndarray  # float32
     times: np.ndarray  # float64, epoch seconds
+
+    @classmethod
+    def from_events(cls, events: Iterable[Event]) -> Interactions:
+        """Columns of :data:`Event` tuples; ids coded in the order they first appear."""
+        users: dict[str, int] = {}
+        items: dict[str, int] = {}
+        coded = [
+            (users.setdefault(u, len(users)), items.setdefault(i, len(items)), w, t)
+            for u, i, w, t in events
+        ]
+        columns = list(zip(*coded, strict=True)) or [(), (), (), ()]
+        return cls(
+            user_ids=list(users),
+            item_ids=list(items),
+            users=np.asarray(columns[0], dtype=np.int64),
+            items=np.asarray(columns[1], dtype=np.int64),
+            weights=np.asarray(columns[2], dtype=np.float32),
+            times=np.asarray(columns[3], dtype=np.float64),
+        )
 
     def __len__(self) -> int:
         return len(self.users)

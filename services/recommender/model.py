@@ -407,20 +407,10 @@ def fit_recommender(
 
     ``now`` (default: the latest timestamp) anchors the popularity decay.
     """
-    if isinstance(events, Interactions):
-        users, items = IdMap(events.user_ids), IdMap(events.item_ids)
-        rows, columns, weights, times = events.users, events.items, events.weights, events.times
-    else:
-        users, items = IdMap(), IdMap()
-        listed: tuple[list, list, list, list] = ([], [], [], [])
-        for user_id, item_id, confidence, timestamp in events:
-            listed[0].append(users.add(user_id))
-            listed[1].append(items.add(item_id))
-            listed[2].append(confidence)
-            listed[3].append(timestamp)
-        rows, columns = np.asarray(listed[0]), np.asarray(listed[1])
-        weights = np.asarray(listed[2], dtype=np.float32)
-        times = np.asarray(listed[3], dtype=np.float64)
+    if not isinstance(events, Interactions):
+        events = Interactions.from_events(events)
+    users, items = IdMap(events.user_ids), IdMap(events.item_ids)
+    rows, columns, weights, times = events.users, events.items, events.weights, events.times
     if not len(rows):
         raise ValueError("no events to train on")
     shape = (len(users), len(items))

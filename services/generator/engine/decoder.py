@@ -114,6 +114,13 @@ class Decoder:
             return KVCache([], batch, 0)
         return self._buffers(batch, max(reserve, 1), [])
 
+    def _room(self, wanted: int, needed: int) -> int:
+        """Positions a shared buffer gets: ``wanted``, capped at the context length, but
+        never fewer than ``needed``."""
+        if self.max_length is not None:
+            wanted = min(wanted, self.max_length)
+        return max(wanted, needed)
+
     def _buffers(self, batch: int, capacity: int, contents: list[np.ndarray]) -> KVCache:
         from onnxruntime import OrtValue
 
@@ -154,9 +161,7 @@ class Decoder:
         if self.share_buffers:
             # Room for a first stretch only: pages are touched as they fill, but a batch's
             # rows may well stop long before their max_new_tokens.
-            room = length + min(reserve, INITIAL_RESERVE)
-            if self.max_length is not None:
-                room = max(length, min(room, self.max_length))
+            room = self._room(length + min(reserve, INITIAL_RESERVE), needed=length)
             cache = self.empty_cache(batch, room)
             return self.step(input_ids, attention_mask, position_ids, cache)
         # An export with a symbolic vocabulary size: assume a large one.
@@ -216,9 +221,8 @@ class Decoder:
         if cache.buffers is not None:
             if cache.length + new > cache.capacity:
                 # Doubling: a long generation copies its cache a logarithmic number of times.
-                grown = max(2 * cache.capacity, cache.length + new)
-                if self.max_length is not None:
-                    grown = max(min(grown, self.max_length), cache.length + new)
+                needed = cache.length + new
+                grown = self._room(max(2 * cache.capacity, needed), needed)
                 cache = self._buffers(
                     batch, grown, [b[:, :, : cache.length] for b in cache.buffers]
                 )
