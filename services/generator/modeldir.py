@@ -37,6 +37,8 @@ class ModelConfig:
     chat_template: str | None
     #: ``marquee.json`` when we built the directory (source, weights, fingerprint).
     build: dict[str, Any] = field(default_factory=dict)
+    #: The custom-op library the graph needs (``marquee.json``'s ``custom_ops``), if any.
+    custom_ops: Path | None = None
 
 
 def load_model_config(path: Path) -> ModelConfig:
@@ -60,6 +62,14 @@ def load_model_config(path: Path) -> ModelConfig:
     tok_config = _read_json(path / "tokenizer_config.json")
     build = _read_json(path / MARQUEE_FILE)
 
+    custom_ops = None
+    if library := build.get("custom_ops"):
+        custom_ops = path / Path(str(library)).name
+        if not custom_ops.is_file():
+            raise ModelError(
+                f"{path} needs {custom_ops.name}, which is missing "
+                "(rebuild it with `marquee model build-default --force`)"
+            )
     context = next((int(config[k]) for k in _CONTEXT_KEYS if config.get(k)), None)
     if context is None:
         limit = tok_config.get("model_max_length")
@@ -85,6 +95,7 @@ def load_model_config(path: Path) -> ModelConfig:
         add_bos_token=bool(tok_config.get("add_bos_token", False)),
         chat_template=_chat_template(path, tok_config),
         build=build,
+        custom_ops=custom_ops,
     )
 
 

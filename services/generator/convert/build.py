@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from .. import kernels
 from ..errors import ConversionError
 from ..modeldir import MARQUEE_FILE, MODEL_FILE
 from .gguf_file import GGUFModel
@@ -34,13 +35,16 @@ Progress = Callable[[str], None]
 def fingerprint(gguf_path: Path, options: GraphOptions) -> dict:
     """What the output depends on; a cached directory with the same one is reused."""
     stat = gguf_path.stat()
-    return {
+    doc = {
         "source": gguf_path.name,
         "source_bytes": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
         "graph_version": GRAPH_VERSION,
         "options": asdict(options),
     }
+    if options.kernel == "marquee":
+        doc["kernels"] = kernels.source_digest()
+    return doc
 
 
 def is_current(out_dir: Path, expected: dict) -> bool:
@@ -98,6 +102,10 @@ def convert(
             location=f"{MODEL_FILE}.data",
             size_threshold=1024,
         )
+        custom_ops = None
+        if any(node.domain == kernels.DOMAIN for node in graph.graph.node):
+            # The directory carries the kernels its graph needs.
+            custom_ops = kernels.build_library(staging, progress=progress)
         tokenizer.save(str(staging / "tokenizer.json"))
         chat_template = model.get("tokenizer.chat_template")
         _write_json(staging / "config.json", _hf_config(spec, special))
@@ -130,6 +138,8 @@ def convert(
                 "weights": options.weights,
                 "compute": options.compute,
                 "head_compute": options.head_compute,
+                "kernel": options.kernel,
+                "custom_ops": custom_ops.name if custom_ops else None,
                 "fingerprint": expected,
             },
         )

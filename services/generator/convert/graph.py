@@ -79,9 +79,14 @@ class Graph:
         graph = helper.make_graph(
             self.nodes, self.name, self.inputs, self.outputs, initializer=self.initializers
         )
+        domains = sorted({n.domain for n in self.nodes} - {"", MS_DOMAIN})
         model = helper.make_model(
             graph,
-            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+            opset_imports=[
+                helper.make_opsetid("", OPSET),
+                helper.make_opsetid(MS_DOMAIN, 1),
+                *(helper.make_opsetid(d, 1) for d in domains),
+            ],
             producer_name="marquee",
         )
         # IR 8 is what onnxruntime releases since 1.14 accept; opset 17 needs no more.

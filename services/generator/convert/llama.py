@@ -9,7 +9,8 @@ vocabulary projection for all prompt positions but the last.
 Semantics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE after un-permuting
 llama.cpp's Q/K rows, RMSNorm, SiLU-gated MLP, grouped-query attention, additive mask of
 float32's minimum), so logits can be compared with transformers' to float rounding.
-Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``); RMSNorm
+Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``), Q4_1
+blocks to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
 (fused with the residual add) and RoPE use onnxruntime's contrib kernels. Attention is
 onnxruntime's ``GroupQueryAttention`` by default, or standard ops (queries grouped per KV
 head, so KV heads are never repeated) with ``attention="ops"``: onnxruntime's CUDA
@@ -24,6 +25,7 @@ from typing import Literal
 import numpy as np
 import onnx
 
+from ..kernels import DOMAIN as KERNEL_DOMAIN
 from . import weights as W
 from .gguf_file import GGUFModel, LlamaSpec
 from .graph import FLOAT, INT64, MS_DOMAIN, Graph
@@ -31,6 +33,7 @@ from .graph import FLOAT, INT64, MS_DOMAIN, Graph
 WeightFormat = Literal["q4", "fp32"]
 Compute = Literal["fp32", "int8"]
 Attention = Literal["gqa", "ops"]
+Kernel = Literal["marquee", "onnxruntime"]
 
 #: Bumped whenever the graph changes, so cached model directories get rebuilt.
 GRAPH_VERSION = 1
@@ -54,6 +57,11 @@ class GraphOptions:
     #: CPU, but its CUDA kernel is fp16-only, so under CUDA it would run on the CPU);
     #: "ops": the same attention in standard ONNX ops, which run on either device.
     attention: Attention = "gqa"
+    #: What multiplies by Q4_1 blocks with fp32 compute. "marquee": our ``MatMulQ4_1``
+    #: custom op (``services/generator/kernels``; exact, one kernel per projection, CPU
+    #: only; the converter compiles it into the model directory). "onnxruntime":
+    #: ``MatMulNBits`` plus the offset term (stock onnxruntime, any provider).
+    kernel: Kernel = "marquee"
 
 
 class _LlamaBuilder:
@@ -86,6 +94,19 @@ class _LlamaBuilder:
             weight = W.DenseWeight(weight.dequantize())
         if isinstance(weight, W.DenseWeight):
             return g.op("MatMul", x, g.weight(f"{name}.weight", weight.w.T), name=name, out=out)
+        if weight.mins is not None and compute == "fp32" and self.options.kernel == "marquee":
+            return g.op(
+                "MatMulQ4_1",
+                x,
+                g.weight(f"{name}.q", weight.gguf_nibbles()),
+                g.weight(f"{name}.d", weight.scales),
+                g.weight(f"{name}.m", weight.mins),
+                name=name,
+                out=out,
+                domain=KERNEL_DOMAIN,
+                K=weight.in_features,
+                N=weight.out_features,
+            )
         y = g.op(
             "MatMulNBits",
             x,

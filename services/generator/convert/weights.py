@@ -11,7 +11,8 @@ without re-quantizing anything:
 
 ``MatMulNBits`` also takes float zero points (``-m / d`` would do), but onnxruntime's CPU
 kernel then dequantizes the whole matrix on every call instead of using its packed
-kernels, which is slower than fp32; hence the offset term.
+kernels, which is slower than fp32; hence the offset term. CPU builds use neither: Q4_1
+blocks go, as stored, to our ``MatMulQ4_1`` custom op (``services/generator/kernels``).
 """
 
 from __future__ import annotations
@@ -59,13 +60,15 @@ class BlockWeight:
     """``w[n, k] = scales[n, b] * (q[n, k] - 2**(bits-1)) + offsets[n, b]``, ``b = k // 32``.
 
     ``packed`` is ``MatMulNBits``' input B: uint8 ``[out, k_blocks, 32 * bits / 8]``, two
-    4-bit values per byte (the even element in the low nibble).
+    4-bit values per byte (the even element in the low nibble). Q4_1 blocks also keep their
+    minimum ``mins`` (``w = scales * q + mins``), which ``MatMulQ4_1`` takes as is.
     """
 
     bits: int
     packed: np.ndarray
     scales: np.ndarray
     offsets: np.ndarray | None
+    mins: np.ndarray | None = None
 
     @property
     def out_features(self) -> int:
@@ -86,6 +89,12 @@ class BlockWeight:
         low, high = self.packed & 0x0F, self.packed >> 4
         return np.stack([low, high], axis=-1).reshape(*self.packed.shape[:2], BLOCK)
 
+    def gguf_nibbles(self) -> np.ndarray:
+        """4-bit codes in GGUF's order, ``[out, k_blocks, 16]``: byte j holds element j in
+        its low nibble and element j + 16 in its high one."""
+        codes = self.codes()
+        return (codes[..., :16] | (codes[..., 16:] << 4)).astype(np.uint8)
+
     def dequantize(self) -> np.ndarray:
         zero = np.float32(2 ** (self.bits - 1))
         w = (self.codes().astype(np.float32) - zero) * self.scales[..., None]
@@ -95,7 +104,8 @@ class BlockWeight:
 
     def take_rows(self, order: np.ndarray) -> BlockWeight:
         offsets = None if self.offsets is None else self.offsets[order]
-        return BlockWeight(self.bits, self.packed[order], self.scales[order], offsets)
+        mins = None if self.mins is None else self.mins[order]
+        return BlockWeight(self.bits, self.packed[order], self.scales[order], offsets, mins)
 
 
 Weight = DenseWeight | BlockWeight
@@ -132,7 +142,7 @@ def _q4_0(blocks: np.ndarray) -> BlockWeight:
 def _q4_1(blocks: np.ndarray) -> BlockWeight:
     d = _f16(blocks, 0).astype(np.float32)
     m = _f16(blocks, 2).astype(np.float32)
-    return BlockWeight(4, _pack_nibbles(blocks[..., 4:20]), d, m + np.float32(8) * d)
+    return BlockWeight(4, _pack_nibbles(blocks[..., 4:20]), d, m + np.float32(8) * d, m)
 
 
 def _q8_0(blocks: np.ndarray) -> BlockWeight:
@@ -164,12 +174,15 @@ def fuse(weights: Sequence[Weight]) -> Weight | None:
         return None
     if isinstance(first, DenseWeight):
         return DenseWeight(np.concatenate([w.w for w in weights]))
-    offsets = None
-    if first.offsets is not None:
-        offsets = np.concatenate([w.offsets for w in weights])  # type: ignore[misc]
+
+    def stacked(name: str) -> np.ndarray | None:
+        parts = [getattr(w, name) for w in weights]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
+
     return BlockWeight(
         first.bits,
         np.concatenate([w.packed for w in weights]),
         np.concatenate([w.scales for w in weights]),
-        offsets,
+        stacked("offsets"),
+        stacked("mins"),
     )

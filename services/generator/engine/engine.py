@@ -43,7 +43,9 @@ class Engine:
             bos_token=self.config.bos_token,
             add_bos=self.config.add_bos_token,
         )
-        session, self.device = create_session(self.config.onnx_path, options)
+        session, self.device = create_session(
+            self.config.onnx_path, options, self.config.custom_ops
+        )
         # A fused-attention graph appends to its cache in place (see Decoder). Only the
         # converter builds them; other graphs (an Optimum export with inline weights, say)
         # are not parsed a second time just to find out.
@@ -61,7 +63,7 @@ class Engine:
             max_length=self.config.context_length,
         )
         if self.device == "cuda":
-            _warn_about_cpu_only_nodes(self.config.onnx_path, kv_type)
+            _warn_about_cpu_only_nodes(self.config.onnx_path, kv_type, self.config.custom_ops)
         self.eos_ids = frozenset(self.config.eos_token_ids)
         self.pad_id = (
             self.config.pad_token_id
@@ -133,9 +135,16 @@ def fused_attention_kv_type(onnx_path: Path) -> int | None:
     return next(iter(pasts.values())).type.tensor_type.elem_type
 
 
-def _warn_about_cpu_only_nodes(onnx_path: Path, kv_type: int | None) -> None:
+def _warn_about_cpu_only_nodes(onnx_path: Path, kv_type: int | None, custom_ops) -> None:
     import onnx
 
+    if custom_ops is not None:
+        log.warning(
+            "%s uses Marquee's CPU kernels (%s): their inputs and outputs cross the bus each "
+            "step. Build the model for the GPU with `marquee model build-default --attention ops`",
+            onnx_path,
+            custom_ops.name,
+        )
     if kv_type == onnx.TensorProto.FLOAT:
         log.warning(
             "%s has fp32 GroupQueryAttention, which onnxruntime runs only on the CPU: "

@@ -22,15 +22,20 @@ def tiny(tmp_path_factory):
 def tiny_dirs(tiny, tmp_path_factory) -> dict[str, Path]:
     """The tiny model converted several ways. Exact ones (fp32 arithmetic throughout):
     ``fp32``, ``q4-exact`` and ``q4-ops`` (attention in standard ops, not
-    GroupQueryAttention). ``q4`` is the default (int8 vocabulary projection) and
-    ``q4-int8`` computes every block matmul with int8 activations."""
+    GroupQueryAttention). Q4_1 blocks go to Marquee's ``MatMulQ4_1`` except in
+    ``q4-nbits`` and ``q4-ops`` (onnxruntime's MatMulNBits plus the offset term, as GPU
+    builds have it). ``q4`` is the default (int8 vocabulary projection) and ``q4-int8``
+    computes every block matmul with int8 activations."""
     path, _, _ = tiny
     root = tmp_path_factory.mktemp("tiny-models")
     options = {
         "fp32": GraphOptions(weights="fp32"),
         "q4": GraphOptions(weights="q4"),
         "q4-exact": GraphOptions(weights="q4", head_compute="fp32"),
-        "q4-ops": GraphOptions(weights="q4", head_compute="fp32", attention="ops"),
+        "q4-nbits": GraphOptions(weights="q4", head_compute="fp32", kernel="onnxruntime"),
+        "q4-ops": GraphOptions(
+            weights="q4", head_compute="fp32", attention="ops", kernel="onnxruntime"
+        ),
         "q4-int8": GraphOptions(weights="q4", compute="int8"),
     }
     for name, opts in options.items():

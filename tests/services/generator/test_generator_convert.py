@@ -61,7 +61,7 @@ def test_reverse_permute_undoes_llama_cpp_permutation():
     np.testing.assert_array_equal(W.reverse_permute(permuted, 2).w, w)
 
 
-@pytest.mark.parametrize("variant", ["fp32", "q4-exact", "q4-ops"])
+@pytest.mark.parametrize("variant", ["fp32", "q4-exact", "q4-nbits", "q4-ops"])
 def test_converted_graph_matches_numpy_reference(tiny, tiny_dirs, variant):
     _, cfg, ref = tiny
     engine = Engine(tiny_dirs[variant], RuntimeOptions(provider="cpu", threads=1))
@@ -101,7 +101,9 @@ def test_graph_follows_the_optimum_contract(tiny_dirs):
     assert "past_key_values.1.value" in inputs and "present.1.value" in outputs
     assert outputs[0] == "logits"
     ops = {n.op_type for n in graph.node}
-    assert {"GatherBlockQuantized", "MatMulNBits", "GroupQueryAttention"} <= ops
+    assert {"GatherBlockQuantized", "MatMulQ4_1", "GroupQueryAttention"} <= ops
+    nbits = {n.op_type for n in onnx.load(tiny_dirs["q4-nbits"] / "model.onnx").graph.node}
+    assert "MatMulNBits" in nbits and "MatMulQ4_1" not in nbits
     fp32_ops = {n.op_type for n in onnx.load(tiny_dirs["fp32"] / "model.onnx").graph.node}
     assert not {"MatMulNBits", "GatherBlockQuantized"} & fp32_ops
 

@@ -198,12 +198,16 @@ def test_fp32_gqa_graphs_warn_under_cuda(tiny_dirs, caplog):
         fused_attention_kv_type,
     )
 
-    ops, gqa = (tiny_dirs[name] / "model.onnx" for name in ("q4-ops", "q4"))
+    ops, gqa = (tiny_dirs[name] / "model.onnx" for name in ("q4-ops", "q4-nbits"))
     assert fused_attention_kv_type(ops) is None
-    _warn_about_cpu_only_nodes(ops, fused_attention_kv_type(ops))
+    _warn_about_cpu_only_nodes(ops, fused_attention_kv_type(ops), None)
     assert not caplog.records
-    _warn_about_cpu_only_nodes(gqa, fused_attention_kv_type(gqa))
+    _warn_about_cpu_only_nodes(gqa, fused_attention_kv_type(gqa), None)
     assert "--attention ops" in caplog.text
+    caplog.clear()
+    library = tiny_dirs["q4"] / "libmarquee_ops.so"
+    _warn_about_cpu_only_nodes(ops, None, library)
+    assert "CPU kernels (libmarquee_ops.so)" in caplog.text
 
 
 def test_shared_buffer_cache_decodes_exactly_like_a_concatenated_one(tiny_engine):

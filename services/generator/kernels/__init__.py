@@ -1,0 +1,121 @@
+"""Marquee's onnxruntime custom ops, compiled from this folder's C++ into a shared library.
+
+``MatMulQ4_1`` (``q4_1_matmul.cc``, domain ``marquee``) multiplies by GGUF Q4_1 blocks as
+they are, in fp32: onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's per-block
+minimum (see ``convert/weights.py``). The converter compiles the library into the model
+directory it writes, so a directory carries the kernels its graph needs; the engine
+registers it with the session (``ModelConfig.custom_ops``).
+
+onnxruntime's wheels ship no C headers. The C API header comes, once per models cache,
+from a Go module on the Go module proxy that vendors it (``github.com/yalue/onnxruntime_go``,
+MIT), pinned by hash. The library asks onnxruntime for API version 17 (1.17), whatever
+the header's version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import subprocess
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from ..errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "marquee"
+LIBRARY = "libmarquee_ops.so"
+SOURCES = (Path(__file__).with_name("q4_1_matmul.cc"),)
+HEADER = "onnxruntime_c_api.h"
+#: The C API header and the one it includes.
+_HEADERS = (HEADER, "onnxruntime_ep_c_api.h")
+_MODULE = "github.com/yalue/onnxruntime_go"
+_VERSION = "v1.27.0"
+_SHA256 = "5b7c7e6878caa1f1bf5d5acc09bfdd9de4c2f1e1beee1ff5529570139c540cb0"
+#: Static libstdc++: the library loads in images that have only the C runtime.
+_FLAGS = (
+    "-O3",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-static-libstdc++",
+    "-static-libgcc",
+)
+#: Where the header is kept (beside the default models cache).
+HEADER_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "headers"
+
+
+def compiler() -> str | None:
+    """The C++ compiler to use (``$CXX``, else ``c++`` or ``g++`` on PATH), or None."""
+    for name in (os.environ.get("CXX"), "c++", "g++"):
+        if name and (found := shutil.which(name)):
+            return found
+    return None
+
+
+def source_digest() -> str:
+    """What a compiled library depends on: sources, flags and the header's version."""
+    digest = hashlib.sha256(" ".join((*_FLAGS, _VERSION)).encode())
+    for source in SOURCES:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_library(
+    out_dir: Path, header_cache: Path = HEADER_CACHE, progress=lambda _: None
+) -> Path:
+    """Compile the custom ops into ``out_dir / LIBRARY``; a :class:`ConversionError` says
+    what is missing."""
+    cxx = compiler()
+    if cxx is None:
+        raise ConversionError(
+            "compiling the Q4_1 kernel needs a C++ compiler (apt-get install g++, or set CXX)"
+        )
+    include = _header_dir(header_cache, progress)
+    out = out_dir / LIBRARY
+    progress(f"compiling {', '.join(s.name for s in SOURCES)} with {Path(cxx).name}")
+    command = [cxx, *_FLAGS, "-I", str(include), *map(str, SOURCES), "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ConversionError(
+            f"compiling the Q4_1 kernel failed ({' '.join(command)}): {result.stderr[-2000:]}"
+        )
+    return out
+
+
+def _header_dir(cache: Path, progress) -> Path:
+    """The folder holding onnxruntime's C API header, fetched once into ``cache``."""
+    folder = cache / f"onnxruntime-c-api-{_VERSION}"
+    if (folder / HEADER).is_file():
+        return folder
+    proxy = next(
+        (
+            p.rstrip("/")
+            for p in os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")
+            if p.startswith(("http://", "https://"))
+        ),
+        "https://proxy.golang.org",
+    )
+    url = f"{proxy}/{_MODULE}/@v/{_VERSION}.zip"
+    progress(f"fetching onnxruntime's C API header ({_MODULE}@{_VERSION}, once)")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (https, pinned)
+            data = response.read()
+    except OSError as exc:
+        raise ConversionError(f"cannot fetch {url}: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != _SHA256:
+        raise ConversionError(f"{url} does not have the expected SHA-256; refusing to use it")
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        # The main header last: its presence says the folder is complete.
+        for name in reversed(_HEADERS):
+            partial = folder / f".{name}.partial-{os.getpid()}"
+            partial.write_bytes(archive.read(f"{_MODULE}@{_VERSION}/{name}"))
+            partial.rename(folder / name)
+    return folder

@@ -1,0 +1,275 @@
+// MatMulQ4_1: an onnxruntime custom op for GGUF Q4_1 block weights with fp32 compute.
+//
+//   Y[..., n] = sum_k X[..., k] * W[n, k],   W[n, 32b + j] = d[n, b] * q[n, b, j] + m[n, b]
+//
+// Inputs: X float [..., K]; Q uint8 [N, K/32, 16] (GGUF's nibble order: byte j holds
+// element j in its low nibble and element j + 16 in its high one); D and M float
+// [N, K/32] (each block's scale and minimum). Output: Y float [..., N].
+//
+// onnxruntime's MatMulNBits has no exact form for Q4_1's per-block minimum (its zero
+// points are integers), and its fp32 kernel handles several rows by running the
+// one-row kernel per row. Here each block is dequantized once, in registers, and used for
+// up to sixteen rows at a time. Columns are spread over the session's intra-op threads.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MARQUEE_AVX512 1
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "onnxruntime_c_api.h"
+
+namespace {
+
+constexpr int64_t kBlock = 32;
+constexpr int64_t kColumnsPerTask = 16;
+constexpr int kRowTile = 16;
+// The oldest onnxruntime API this library asks for: KernelContext_ParallelFor (1.17).
+constexpr uint32_t kApiVersion = 17;
+
+const OrtApi* api = nullptr;
+
+struct Problem {
+  const float* x;
+  const uint8_t* q;
+  const float* d;
+  const float* m;
+  float* y;
+  int64_t rows, k, n, blocks;
+};
+
+// Portable path: any CPU.
+void ColumnsGeneric(const Problem& p, int64_t n0, int64_t n1) {
+  std::vector<float> w(p.k);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* q = p.q + n * p.blocks * 16;
+    for (int64_t b = 0; b < p.blocks; ++b) {
+      const float d = p.d[n * p.blocks + b], m = p.m[n * p.blocks + b];
+      for (int j = 0; j < 16; ++j) {
+        w[b * kBlock + j] = d * float(q[b * 16 + j] & 0xF) + m;
+        w[b * kBlock + j + 16] = d * float(q[b * 16 + j] >> 4) + m;
+      }
+    }
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const float* x = p.x + r * p.k;
+      float sum = 0.f;
+      for (int64_t i = 0; i < p.k; ++i) sum += x[i] * w[i];
+      p.y[r * p.n + n] = sum;
+    }
+  }
+}
+
+#ifdef MARQUEE_AVX512
+// AVX-512: R rows by C columns, accumulators in registers, each block dequantized once.
+template <int R, int C>
+__attribute__((target("avx512f,fma"))) void TileAvx512(const Problem& p, int64_t r0, int64_t n,
+                                                        int columns) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  const __m512i low = _mm512_set1_epi32(0xF);
+  const uint8_t* q[C];
+  const float *d[C], *m[C];
+  for (int c = 0; c < C; ++c) {
+    const int64_t column = n + std::min(c, columns - 1);  // a short tile repeats its last
+    q[c] = p.q + column * p.blocks * 16;
+    d[c] = p.d + column * p.blocks;
+    m[c] = p.m + column * p.blocks;
+  }
+  const float* x = p.x + r0 * p.k;
+  for (int64_t b = 0; b < p.blocks; ++b) {
+    __m512 wl[C], wh[C];
+    for (int c = 0; c < C; ++c) {
+      const __m512i v = _mm512_cvtepu8_epi32(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[c] + b * 16)));
+      const __m512 scale = _mm512_set1_ps(d[c][b]), min = _mm512_set1_ps(m[c][b]);
+      wl[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), scale, min);
+      wh[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), scale, min);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 xl = _mm512_loadu_ps(x + r * p.k + b * kBlock);
+      const __m512 xh = _mm512_loadu_ps(x + r * p.k + b * kBlock + 16);
+      for (int c = 0; c < C; ++c) {
+        acc[r][c] = _mm512_fmadd_ps(xl, wl[c], acc[r][c]);
+        acc[r][c] = _mm512_fmadd_ps(xh, wh[c], acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < columns; ++c) p.y[(r0 + r) * p.n + n + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+template <int R, int C>
+__attribute__((target("avx512f,fma"))) void RowsAvx512(const Problem& p, int64_t r0, int64_t n0,
+                                                        int64_t n1) {
+  for (int64_t n = n0; n < n1; n += C)
+    TileAvx512<R, C>(p, r0, n, int(std::min<int64_t>(C, n1 - n)));
+}
+
+// Few rows: several columns at once, so the FMA chains overlap. Many rows: one column,
+// its dequantized block reused by up to 16 rows.
+template <int R>
+__attribute__((target("avx512f,fma"))) void RowsAvx512(const Problem& p, int64_t r0, int64_t n0,
+                                                        int64_t n1) {
+  constexpr int C = R <= 2 ? 4 : R <= 8 ? 2 : 1;
+  RowsAvx512<R, C>(p, r0, n0, n1);
+}
+
+template <int... R>
+__attribute__((target("avx512f,fma"))) void RemainderAvx512(
+    const Problem& p, int64_t r0, int64_t n0, int64_t n1, std::integer_sequence<int, R...>) {
+  const int64_t rows = p.rows - r0;
+  ((rows == R + 1 ? RowsAvx512<R + 1>(p, r0, n0, n1) : void()), ...);
+}
+
+__attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int64_t n0,
+                                                           int64_t n1) {
+  int64_t r = 0;
+  for (; r + kRowTile <= p.rows; r += kRowTile) RowsAvx512<kRowTile>(p, r, n0, n1);
+  if (r < p.rows)
+    RemainderAvx512(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
+}
+
+// MARQUEE_KERNELS_PORTABLE=1 forces the portable path (tests run it on AVX-512 machines).
+const bool kHasAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
+                        std::getenv("MARQUEE_KERNELS_PORTABLE") == nullptr;
+#endif
+
+void Task(void* data, size_t task) {
+  const Problem& p = *static_cast<const Problem*>(data);
+  const int64_t n0 = int64_t(task) * kColumnsPerTask;
+  const int64_t n1 = std::min(p.n, n0 + kColumnsPerTask);
+#ifdef MARQUEE_AVX512
+  if (kHasAvx512) return ColumnsAvx512(p, n0, n1);
+#endif
+  ColumnsGeneric(p, n0, n1);
+}
+
+struct Kernel {
+  int64_t k, n;
+};
+
+#define RETURN_IF_ERROR(expr)          \
+  do {                                 \
+    if (OrtStatus* s = (expr)) return s; \
+  } while (0)
+
+OrtStatus* Error(const char* message) { return api->CreateStatus(ORT_INVALID_ARGUMENT, message); }
+
+// The shape of input `index`, and its data.
+OrtStatus* Input(OrtKernelContext* context, size_t index, std::vector<int64_t>* shape,
+                 const void** data) {
+  const OrtValue* value = nullptr;
+  RETURN_IF_ERROR(api->KernelContext_GetInput(context, index, &value));
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  RETURN_IF_ERROR(api->GetTensorTypeAndShape(value, &info));
+  size_t rank = 0;
+  OrtStatus* status = api->GetDimensionsCount(info, &rank);
+  if (!status) {
+    shape->resize(rank);
+    status = api->GetDimensions(info, shape->data(), rank);
+  }
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  if (status) return status;
+  return api->GetTensorData(value, data);
+}
+
+OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
+  const Kernel& kernel = *static_cast<Kernel*>(state);
+  std::vector<int64_t> xs, qs, ds, ms;
+  Problem p{};
+  RETURN_IF_ERROR(Input(context, 0, &xs, reinterpret_cast<const void**>(&p.x)));
+  RETURN_IF_ERROR(Input(context, 1, &qs, reinterpret_cast<const void**>(&p.q)));
+  RETURN_IF_ERROR(Input(context, 2, &ds, reinterpret_cast<const void**>(&p.d)));
+  RETURN_IF_ERROR(Input(context, 3, &ms, reinterpret_cast<const void**>(&p.m)));
+  p.k = kernel.k;
+  p.n = kernel.n;
+  p.blocks = p.k / kBlock;
+  if (xs.empty() || xs.back() != p.k) return Error("MatMulQ4_1: X's last dimension is not K");
+  const std::vector<int64_t> blocks{p.n, p.blocks};
+  if (qs != std::vector<int64_t>{p.n, p.blocks, 16} || ds != blocks || ms != blocks)
+    return Error("MatMulQ4_1: Q must be [N, K/32, 16] and D, M [N, K/32]");
+  p.rows = 1;
+  for (size_t i = 0; i + 1 < xs.size(); ++i) p.rows *= xs[i];
+  std::vector<int64_t> ys(xs);
+  ys.back() = p.n;
+  OrtValue* out = nullptr;
+  RETURN_IF_ERROR(api->KernelContext_GetOutput(context, 0, ys.data(), ys.size(), &out));
+  RETURN_IF_ERROR(api->GetTensorMutableData(out, reinterpret_cast<void**>(&p.y)));
+  if (p.rows == 0) return nullptr;
+  const size_t tasks = size_t((p.n + kColumnsPerTask - 1) / kColumnsPerTask);
+  return api->KernelContext_ParallelFor(context, Task, tasks, 0, &p);
+}
+
+OrtStatus* ORT_API_CALL CreateKernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info,
+                                     void** state) {
+  int64_t k = 0, n = 0;
+  RETURN_IF_ERROR(api->KernelInfoGetAttribute_int64(info, "K", &k));
+  RETURN_IF_ERROR(api->KernelInfoGetAttribute_int64(info, "N", &n));
+  if (k <= 0 || n <= 0 || k % kBlock != 0)
+    return Error("MatMulQ4_1: K and N must be positive and K a multiple of 32");
+  *state = new Kernel{k, n};
+  return nullptr;
+}
+
+void ORT_API_CALL Destroy(void* state) { delete static_cast<Kernel*>(state); }
+
+const char* ORT_API_CALL Name(const OrtCustomOp*) { return "MatMulQ4_1"; }
+const char* ORT_API_CALL Provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
+size_t ORT_API_CALL InputCount(const OrtCustomOp*) { return 4; }
+size_t ORT_API_CALL OutputCount(const OrtCustomOp*) { return 1; }
+ONNXTensorElementDataType ORT_API_CALL InputType(const OrtCustomOp*, size_t index) {
+  return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+ONNXTensorElementDataType ORT_API_CALL OutputType(const OrtCustomOp*, size_t) {
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL Required(const OrtCustomOp*, size_t) {
+  return INPUT_OUTPUT_REQUIRED;
+}
+OrtMemType ORT_API_CALL MemoryType(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+int ORT_API_CALL One(const OrtCustomOp*) { return 1; }
+
+OrtCustomOp MakeOp() {
+  OrtCustomOp op;
+  std::memset(&op, 0, sizeof(op));
+  op.version = kApiVersion;
+  op.GetName = Name;
+  op.GetExecutionProviderType = Provider;
+  op.GetInputType = InputType;
+  op.GetInputTypeCount = InputCount;
+  op.GetOutputType = OutputType;
+  op.GetOutputTypeCount = OutputCount;
+  op.GetInputCharacteristic = Required;
+  op.GetOutputCharacteristic = Required;
+  op.GetInputMemoryType = MemoryType;
+  op.GetVariadicInputHomogeneity = One;
+  op.GetVariadicOutputHomogeneity = One;
+  op.GetVariadicInputMinArity = One;
+  op.GetVariadicOutputMinArity = One;
+  op.CreateKernelV2 = CreateKernel;
+  op.KernelComputeV2 = Compute;
+  op.KernelDestroy = Destroy;
+  op.GetStartVersion = One;
+  op.GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+  return op;
+}
+
+OrtCustomOp op = MakeOp();
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
+RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
+  api = base->GetApi(kApiVersion);
+  if (api == nullptr) return nullptr;  // cannot even report it; onnxruntime then fails the node
+  OrtCustomOpDomain* domain = nullptr;
+  RETURN_IF_ERROR(api->CreateCustomOpDomain("marquee", &domain));
+  RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &op));
+  return api->AddCustomOpDomain(options, domain);
+}
