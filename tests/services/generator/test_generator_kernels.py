@@ -23,9 +23,9 @@ from services.generator.modeldir import load_model_config
 #: Shapes: a column count that leaves remainders (37 = 2 tasks of 16 + 5, odd for the
 #: two-column tiles) and one that divides evenly.
 SHAPES = [(64, 37), (96, 48)]
-#: Row counts around the kernel's tiles (1-2: four columns at a time, up to 8: two, 16 a
-#: tile) and past them.
-ROWS = [1, 2, 3, 8, 9, 16, 17, 40]
+#: Row counts around the kernel's tiles (1-2 rows: four columns at a time, 3-8: two; 8 rows
+#: a tile) and past them, and prompt passes (64 rows on: 16-column panels, 12-row tiles).
+ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 100]
 Q4_1 = GGMLQuantizationType.Q4_1
 
 
