@@ -128,8 +128,8 @@ def _batch_figure(variant: str | None) -> None:
         _VARIANT_TEXT[variant]
         if variant
         else (
-            "the default model (SmolLM2-135M-Instruct, GGUF Q4_1 blocks in MatMulNBits with "
-            "fp32 compute, int8 vocabulary projection)"
+            "the default model (SmolLM2-135M-Instruct, GGUF Q4_1 blocks in Marquee's "
+            "MatMulQ4_1 custom op with fp32 compute, int8 vocabulary projection)"
         )
     )
 
