@@ -11,9 +11,9 @@
 // fp32 kernel gains little from a few rows at once (4 rows cost ~4x one here). Here:
 // - decode steps (up to kPanelMinRows rows): each block is dequantized once, in registers,
 //   and used for up to eight rows at a time;
-// - prompt passes: a task's 16 columns are dequantized once into a k-major panel for a
-//   GEMM microkernel (12 rows x 16 columns in registers).
-// Columns are spread over the session's intra-op threads, 16 per task.
+// - prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
+//   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice).
+// Columns are spread over the session's intra-op threads, 32 per task.
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define MARQUEE_AVX512 1
@@ -31,12 +31,13 @@
 namespace {
 
 constexpr int64_t kBlock = 32;
-constexpr int64_t kColumnsPerTask = 16;
+// Columns per task, and the width of a prompt pass's panel (two vectors).
+constexpr int64_t kColumnsPerTask = 32;
 // Rows per tile: 8 rows of x (18-48 KB for SmolLM2) mostly stay in L1 as columns stream by.
 constexpr int kRowTile = 8;
 // From this many rows on (prompt passes), a task dequantizes its columns once into a panel
-// for a GEMM microkernel of kPanelRows rows: ~2x the tiles' speed at 300 rows, slower
-// below ~64 (the panel costs as much to fill as a few tiles to run).
+// for a GEMM microkernel of kPanelRows rows: faster than the tiles from ~64 rows (below,
+// the panel costs as much to fill as a few tiles to run).
 constexpr int64_t kPanelMinRows = 64;
 constexpr int kPanelRows = 12;
 // The oldest onnxruntime API this library asks for: KernelContext_ParallelFor (1.17).
@@ -136,32 +137,39 @@ __attribute__((target("avx512f,fma"))) void RemainderAvx512(
   ((rows == R + 1 ? RowsAvx512<R + 1>(p, r0, n0, n1) : void()), ...);
 }
 
-// Many rows (a prompt): the task's 16 columns are dequantized once into a k-major panel,
-// then a GEMM microkernel keeps 12 rows by 16 columns in registers and broadcasts x.
+// Many rows (a prompt): the task's columns are dequantized once into a k-major panel,
+// then a GEMM microkernel keeps 12 rows by 32 columns in registers and broadcasts x.
 template <int R>
 __attribute__((target("avx512f,fma"))) void PanelTileAvx512(const Problem& p, const float* panel,
                                                              int64_t r0, int64_t n0,
-                                                             __mmask16 columns) {
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+                                                             __mmask16 left, __mmask16 right) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const float* x = p.x + r0 * p.k;
   for (int64_t k = 0; k < p.k; ++k) {
-    const __m512 w = _mm512_loadu_ps(panel + k * kColumnsPerTask);
-    for (int r = 0; r < R; ++r)
-      acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * p.k + k]), w, acc[r]);
+    const __m512 w0 = _mm512_loadu_ps(panel + k * kColumnsPerTask);
+    const __m512 w1 = _mm512_loadu_ps(panel + k * kColumnsPerTask + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_set1_ps(x[r * p.k + k]);
+      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+    }
   }
-  for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(p.y + (r0 + r) * p.n + n0, columns, acc[r]);
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(p.y + (r0 + r) * p.n + n0, left, acc[r][0]);
+    _mm512_mask_storeu_ps(p.y + (r0 + r) * p.n + n0 + 16, right, acc[r][1]);
+  }
 }
 
 template <int... R>
 __attribute__((target("avx512f,fma"))) void PanelRemainderAvx512(
-    const Problem& p, const float* panel, int64_t r0, int64_t n0, __mmask16 columns,
-    std::integer_sequence<int, R...>) {
+    const Problem& p, const float* panel, int64_t r0, int64_t n0, __mmask16 left,
+    __mmask16 right, std::integer_sequence<int, R...>) {
   const int64_t rows = p.rows - r0;
-  ((rows == R + 1 ? PanelTileAvx512<R + 1>(p, panel, r0, n0, columns) : void()), ...);
+  ((rows == R + 1 ? PanelTileAvx512<R + 1>(p, panel, r0, n0, left, right) : void()), ...);
 }
 
-// Dequantizes columns n0..n0+count (count <= 16) into panel[k][column]: lane c of each
+// Dequantizes up to 16 columns from n0 into panel[k][column]: lane c of each
 // gather reads column n0 + c. The 4-byte gathers stay inside their 16-byte block, so none
 // reads past the weights.
 __attribute__((target("avx512f,fma"))) void FillPanelAvx512(const Problem& p, int64_t n0,
@@ -196,14 +204,18 @@ __attribute__((target("avx512f,fma"))) void FillPanelAvx512(const Problem& p, in
 
 __attribute__((target("avx512f,fma"))) void PanelAvx512(const Problem& p, int64_t n0,
                                                          int64_t n1) {
-  const __mmask16 columns = __mmask16((1u << (n1 - n0)) - 1);
-  std::vector<float> panel(size_t(p.k * kColumnsPerTask));
-  FillPanelAvx512(p, n0, columns, panel.data());
+  auto mask = [](int64_t count) {
+    return __mmask16(count <= 0 ? 0 : count >= 16 ? 0xFFFF : (1u << count) - 1);
+  };
+  const __mmask16 left = mask(n1 - n0), right = mask(n1 - n0 - 16);
+  std::vector<float> panel(size_t(p.k * kColumnsPerTask), 0.0f);
+  FillPanelAvx512(p, n0, left, panel.data());
+  if (right) FillPanelAvx512(p, n0 + 16, right, panel.data() + 16);
   int64_t r = 0;
   for (; r + kPanelRows <= p.rows; r += kPanelRows)
-    PanelTileAvx512<kPanelRows>(p, panel.data(), r, n0, columns);
+    PanelTileAvx512<kPanelRows>(p, panel.data(), r, n0, left, right);
   if (r < p.rows)
-    PanelRemainderAvx512(p, panel.data(), r, n0, columns,
+    PanelRemainderAvx512(p, panel.data(), r, n0, left, right,
                          std::make_integer_sequence<int, kPanelRows - 1>{});
 }
 

@@ -20,11 +20,12 @@ from services.generator.convert import weights as W
 from services.generator.errors import ConversionError, ModelError
 from services.generator.modeldir import load_model_config
 
-#: Shapes: a column count that leaves remainders (37 = 2 tasks of 16 + 5, odd for the
-#: two-column tiles) and one that divides evenly.
-SHAPES = [(64, 37), (96, 48)]
+#: Shapes: column counts that leave remainders (tasks of 32 columns, prompt panels of two
+#: 16-column halves; 37 is odd for the two-column tiles, 50 leaves 18 = 16 + 2) and one
+#: that divides evenly.
+SHAPES = [(64, 37), (64, 50), (96, 64)]
 #: Row counts around the kernel's tiles (1-2 rows: four columns at a time, 3-8: two; 8 rows
-#: a tile) and past them, and prompt passes (64 rows on: 16-column panels, 12-row tiles).
+#: a tile) and past them, and prompt passes (64 rows on: 32-column panels, 12-row tiles).
 ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 100]
 Q4_1 = GGMLQuantizationType.Q4_1
 
