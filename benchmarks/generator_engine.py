@@ -107,7 +107,10 @@ def _requests(engine, batch: int, new_tokens: int, offset: int = 0):
 def _decode_rate(engine, requests) -> float:
     """Decode tokens/s of one batch: tokens after each row's first, over the time after
     the last row's first token."""
-    results = engine.generate_batch(requests)
+    return _rate(engine.generate_batch(requests))
+
+
+def _rate(results) -> float:
     first = max(r.first_token_seconds for r in results)
     end = max(r.total_seconds for r in results)
     tokens = sum(r.completion_tokens - 1 for r in results)
@@ -219,6 +222,64 @@ def _kv_figure(variant: str | None) -> None:
                 f"model: {_describe(engine)}",
             ),
         )
+
+
+@functools.cache
+def _stock_q4_engine():
+    """The default build with onnxruntime's MatMulNBits plus the offset term for its Q4_1
+    blocks instead of MatMulQ4_1 (what compiler-less machines get); built on demand."""
+    from services.generator.convert import GraphOptions, convert
+    from services.generator.default_model import DIR_PREFIX, gguf_path
+    from services.generator.engine import Engine
+    from services.generator.settings import GeneratorSettings
+    from shared.config import load_settings
+
+    settings = load_settings(GeneratorSettings)
+    path = settings.generator_models_cache / f"{DIR_PREFIX}-q4-nbits"
+    convert(gguf_path(), path, GraphOptions(kernel="onnxruntime"), name="q4-nbits")
+    engine = Engine(path, settings.runtime_options())
+    for batch in BATCHES:
+        engine.generate_batch(_requests(engine, batch, 32))
+    return engine
+
+
+@benchmark(
+    "generator_q4_1_kernel",
+    unit="tokens/s",
+    needs_kafka=False,
+    description=f"""
+        Batch-1 decode tokens per second ({NEW_TOKENS} new tokens, greedy) of the default
+        model, whose Q4_1 blocks go to Marquee's `MatMulQ4_1` custom op, against the same
+        build with onnxruntime's `MatMulNBits` plus the per-block offset term (what a
+        machine without a C++ compiler gets), in the same run. Batch 16 and the batch-16
+        prompt pass (time to first token) are printed for both. Median of interleaved
+        repetitions. No target: context for the kernel.
+    """,
+)
+def q4_1_kernel(ctx: Context) -> Result:
+    engines = {"MatMulQ4_1": _engine(None), "MatMulNBits": _stock_q4_engine()}
+    rates: dict[tuple[str, int], list[float]] = {}
+    first: dict[str, list[float]] = {}
+    for rep in range(ctx.repeat):
+        for kernel, engine in engines.items():
+            for batch in (1, 16):
+                requests = _requests(engine, batch, NEW_TOKENS, offset=rep)
+                results = engine.generate_batch(requests)
+                if batch == 16:
+                    first.setdefault(kernel, []).append(max(r.first_token_seconds for r in results))
+                rates.setdefault((kernel, batch), []).append(_rate(results))
+        ctx.progress(f"rep {rep + 1}/{ctx.repeat} done")
+    median = {key: statistics.median(v) for key, v in rates.items()}
+    return Result(
+        value=median[("MatMulQ4_1", 1)],
+        baseline_name="MatMulNBits + offset",
+        baseline_value=median[("MatMulNBits", 1)],
+        notes=tuple(
+            f"{kernel}: batch 16 {median[(kernel, 16)]:,.1f} tokens/s, batch-16 prompt pass "
+            f"{statistics.median(first[kernel]) * 1e3:,.0f} ms"
+            for kernel in engines
+        ),
+    )
 
 
 def _uncached_step(engine, sequence: np.ndarray, repeat: int) -> float:
