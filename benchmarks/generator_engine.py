@@ -257,7 +257,10 @@ def _stock_q4_engine():
     """,
 )
 def q4_1_kernel(ctx: Context) -> Result:
-    engines = {"MatMulQ4_1": _engine(None), "MatMulNBits": _stock_q4_engine()}
+    served = _engine(None)
+    if served.config.custom_ops is None:
+        raise BenchmarkSkipped("the served model does not use MatMulQ4_1 on this machine")
+    engines = {"MatMulQ4_1": served, "MatMulNBits": _stock_q4_engine()}
     rates: dict[tuple[str, int], list[float]] = {}
     first: dict[str, list[float]] = {}
     for rep in range(ctx.repeat):

@@ -15,7 +15,7 @@ from . import kernels
 from .convert import GraphOptions, convert
 from .convert.build import Progress
 from .convert.llama import Attention, Compute, Kernel, WeightFormat
-from .errors import ModelError
+from .errors import ConversionError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ def build_default(
     """``(model directory, whether it was built now)``; cached builds return at once."""
     source = gguf_path()
     out = model_dir(cache_dir, weights, compute, attention)
+    kernel: Kernel = "onnxruntime"
+    if (weights, compute) == ("q4", "fp32"):
+        kernel = kernel_for(attention, progress)
     built = convert(
         source,
         out,
@@ -73,7 +76,7 @@ def build_default(
             weights=weights,
             compute=compute,
             attention=attention,
-            kernel=kernel_for(attention, progress),
+            kernel=kernel,
         ),
         name=f"{source.stem}/{variant(weights, compute, attention)}",
         force=force,
@@ -83,16 +86,22 @@ def build_default(
 
 
 def kernel_for(attention: Attention, progress: Progress = lambda _: None) -> Kernel:
-    """Our Q4_1 kernel for CPU builds where a C++ compiler can build it; onnxruntime's
-    MatMulNBits for GPU builds (the custom op runs on the CPU only) and elsewhere."""
+    """Our Q4_1 kernel for CPU builds where it is the faster one and can be built: an
+    AVX-512 CPU, a C++ compiler and onnxruntime's header (fetched once). Otherwise, and for
+    GPU builds (the custom op runs on the CPU only), onnxruntime's MatMulNBits."""
     if attention == "ops":
         return "onnxruntime"
-    if kernels.compiler() is None:
-        message = (
-            "no C++ compiler (apt-get install g++, or set CXX): Q4_1 blocks go to "
-            "onnxruntime's MatMulNBits, which is slower"
-        )
-        log.warning(message)
-        progress(message)
-        return "onnxruntime"
-    return "marquee"
+    if not kernels.fast_path_cpu():
+        reason = "this CPU has no AVX-512, where MatMulQ4_1's portable path is the slower one"
+    elif kernels.compiler() is None:
+        reason = "no C++ compiler (apt-get install g++, or set CXX)"
+    else:
+        try:
+            kernels.header_dir(progress=progress)
+            return "marquee"
+        except ConversionError as exc:
+            reason = str(exc)
+    message = f"Q4_1 blocks go to onnxruntime's MatMulNBits, not Marquee's kernel: {reason}"
+    log.warning(message)
+    progress(message)
+    return "onnxruntime"

@@ -20,7 +20,7 @@ def register(commands) -> None:
     build.add_argument(
         "--weights",
         choices=("q4", "fp32"),
-        help="q4: keep the GGUF's blocks (MatMulNBits); fp32: dequantize "
+        help="q4: keep the GGUF's blocks (MatMulQ4_1 or MatMulNBits); fp32: dequantize "
         "(default: MARQUEE_GENERATOR_WEIGHTS, q4)",
     )
     build.add_argument(

@@ -1,8 +1,9 @@
 """GGUF -> model directory (ONNX decoder, tokenizer, configs), cached by a fingerprint.
 
 The directory is what an Optimum ``text-generation-with-past`` export holds, so the engine
-(and Optimum itself) reads it the same way: ``model.onnx`` (+ ``model.onnx.data``),
-``config.json``, ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json``.
+reads it the same way (and Optimum, for builds without our custom op): ``model.onnx``
+(+ ``model.onnx.data``), ``config.json``, ``generation_config.json``, ``tokenizer.json``,
+``tokenizer_config.json``, and ``libmarquee_ops.so`` where the graph needs it.
 ``marquee.json`` records where it came from; it is written last, so a directory without
 it is an interrupted build and is rebuilt.
 """
@@ -52,7 +53,12 @@ def is_current(out_dir: Path, expected: dict) -> bool:
         recorded = json.loads((out_dir / MARQUEE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return recorded.get("fingerprint") == expected and (out_dir / MODEL_FILE).is_file()
+    library = recorded.get("custom_ops")
+    return (
+        recorded.get("fingerprint") == expected
+        and (out_dir / MODEL_FILE).is_file()
+        and (not library or (out_dir / Path(str(library)).name).is_file())
+    )
 
 
 def convert(

@@ -10,7 +10,7 @@ Semantics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE after un-
 llama.cpp's Q/K rows, RMSNorm, SiLU-gated MLP, grouped-query attention, additive mask of
 float32's minimum), so logits can be compared with transformers' to float rounding.
 Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``), Q4_1
-blocks to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
+blocks with fp32 compute to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
 (fused with the residual add) and RoPE use onnxruntime's contrib kernels. Attention is
 onnxruntime's ``GroupQueryAttention`` by default, or standard ops (queries grouped per KV
 head, so KV heads are never repeated) with ``attention="ops"``: onnxruntime's CUDA

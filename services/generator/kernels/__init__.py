@@ -6,18 +6,22 @@ minimum (see ``convert/weights.py``). The converter compiles the library into th
 directory it writes, so a directory carries the kernels its graph needs; the engine
 registers it with the session (``ModelConfig.custom_ops``).
 
-onnxruntime's wheels ship no C headers. The C API header comes, once per models cache,
-from a Go module on the Go module proxy that vendors it (``github.com/yalue/onnxruntime_go``,
-MIT), pinned by hash. The library asks onnxruntime for API version 17 (1.17), whatever
-the header's version.
+onnxruntime's wheels ship no C headers. The C API header comes, once, into
+``HEADER_CACHE`` (``.cache/headers`` beside the default models cache) from a Go module on
+the Go module proxy that vendors it (``github.com/yalue/onnxruntime_go``, MIT), pinned by
+hash; ``GOPROXY`` picks the proxy as it does for ``go``. The library asks onnxruntime for
+API version 17 (1.17), whatever the header's version.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import http.client
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -59,6 +63,24 @@ def compiler() -> str | None:
     return None
 
 
+def fast_path_cpu() -> bool:
+    """Whether this CPU has the AVX-512 the kernel's fast path needs (the portable path is
+    slower than onnxruntime's MatMulNBits)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    return flags is not None and {"avx512f", "fma"} <= set(flags.group(1).split())
+
+
+def kernel_path(library: Path) -> str:
+    """Which path ``library`` runs on this CPU: ``"avx512"`` or ``"portable"``."""
+    probe = ctypes.CDLL(str(library)).MarqueeKernelPath
+    probe.restype = ctypes.c_char_p
+    return probe().decode()
+
+
 def source_digest() -> str:
     """What a compiled library depends on: sources, flags and the header's version."""
     digest = hashlib.sha256(" ".join((*_FLAGS, _VERSION)).encode())
@@ -67,9 +89,7 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def build_library(
-    out_dir: Path, header_cache: Path = HEADER_CACHE, progress=lambda _: None
-) -> Path:
+def build_library(out_dir: Path, header_cache: Path | None = None, progress=lambda _: None) -> Path:
     """Compile the custom ops into ``out_dir / LIBRARY``; a :class:`ConversionError` says
     what is missing."""
     cxx = compiler()
@@ -77,7 +97,7 @@ def build_library(
         raise ConversionError(
             "compiling the Q4_1 kernel needs a C++ compiler (apt-get install g++, or set CXX)"
         )
-    include = _header_dir(header_cache, progress)
+    include = header_dir(header_cache, progress)
     out = out_dir / LIBRARY
     progress(f"compiling {', '.join(s.name for s in SOURCES)} with {Path(cxx).name}")
     command = [cxx, *_FLAGS, "-I", str(include), *map(str, SOURCES), "-o", str(out)]
@@ -89,33 +109,46 @@ def build_library(
     return out
 
 
-def _header_dir(cache: Path, progress) -> Path:
-    """The folder holding onnxruntime's C API header, fetched once into ``cache``."""
-    folder = cache / f"onnxruntime-c-api-{_VERSION}"
+def header_dir(cache: Path | None = None, progress=lambda _: None) -> Path:
+    """The folder holding onnxruntime's C API header, fetched once into ``cache`` (default
+    ``HEADER_CACHE``); a :class:`ConversionError` when no proxy has it."""
+    folder = (cache or HEADER_CACHE) / f"onnxruntime-c-api-{_VERSION}"
     if (folder / HEADER).is_file():
         return folder
-    proxy = next(
-        (
-            p.rstrip("/")
-            for p in os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")
-            if p.startswith(("http://", "https://"))
-        ),
-        "https://proxy.golang.org",
-    )
-    url = f"{proxy}/{_MODULE}/@v/{_VERSION}.zip"
-    progress(f"fetching onnxruntime's C API header ({_MODULE}@{_VERSION}, once)")
+    data, errors = None, []
+    for proxy in _proxies():
+        url = f"{proxy}/{_MODULE}/@v/{_VERSION}.zip"
+        progress(f"fetching onnxruntime's C API header ({_MODULE}@{_VERSION}, once)")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (pinned)
+                data = response.read()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            errors.append(f"{url}: {exc}")
+            continue
+        if hashlib.sha256(data).hexdigest() == _SHA256:
+            break
+        errors.append(f"{url}: not the expected SHA-256")
+        data = None
+    if data is None:
+        raise ConversionError(
+            "cannot fetch onnxruntime's C API header (" + "; ".join(errors or ["GOPROXY=off"]) + ")"
+        )
     try:
-        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (https, pinned)
-            data = response.read()
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            # The main header last: its presence says the folder is complete.
+            for name in reversed(_HEADERS):
+                partial = folder / f".{name}.partial-{os.getpid()}"
+                partial.write_bytes(archive.read(f"{_MODULE}@{_VERSION}/{name}"))
+                partial.rename(folder / name)
     except OSError as exc:
-        raise ConversionError(f"cannot fetch {url}: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != _SHA256:
-        raise ConversionError(f"{url} does not have the expected SHA-256; refusing to use it")
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        # The main header last: its presence says the folder is complete.
-        for name in reversed(_HEADERS):
-            partial = folder / f".{name}.partial-{os.getpid()}"
-            partial.write_bytes(archive.read(f"{_MODULE}@{_VERSION}/{name}"))
-            partial.rename(folder / name)
+        raise ConversionError(
+            f"cannot write onnxruntime's C API header into {folder}: {exc}"
+        ) from None
     return folder
+
+
+def _proxies() -> list[str]:
+    """The HTTP(S) proxies of ``GOPROXY`` (``,`` and ``|`` separated; ``off``: none)."""
+    entries = re.split(r"[,|]", os.environ.get("GOPROXY") or "https://proxy.golang.org")
+    return [e.rstrip("/") for e in entries if e.startswith(("http://", "https://"))]

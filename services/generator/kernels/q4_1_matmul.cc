@@ -20,9 +20,11 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -52,6 +54,8 @@ struct Problem {
   const float* m;
   float* y;
   int64_t rows, k, n, blocks;
+  // Set by a task that could not allocate its scratch (exceptions must not cross the C API).
+  mutable std::atomic<bool> failed{false};
 };
 
 // Portable path: any CPU.
@@ -233,14 +237,26 @@ const bool kHasAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_suppo
                         std::getenv("MARQUEE_KERNELS_PORTABLE") == nullptr;
 #endif
 
+bool UsesAvx512() {
+#ifdef MARQUEE_AVX512
+  return kHasAvx512;
+#else
+  return false;
+#endif
+}
+
 void Task(void* data, size_t task) {
   const Problem& p = *static_cast<const Problem*>(data);
   const int64_t n0 = int64_t(task) * kColumnsPerTask;
   const int64_t n1 = std::min(p.n, n0 + kColumnsPerTask);
+  try {
 #ifdef MARQUEE_AVX512
-  if (kHasAvx512) return ColumnsAvx512(p, n0, n1);
+    if (kHasAvx512) return ColumnsAvx512(p, n0, n1);
 #endif
-  ColumnsGeneric(p, n0, n1);
+    ColumnsGeneric(p, n0, n1);
+  } catch (const std::bad_alloc&) {
+    p.failed = true;
+  }
 }
 
 struct Kernel {
@@ -296,7 +312,9 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   RETURN_IF_ERROR(api->GetTensorMutableData(out, reinterpret_cast<void**>(&p.y)));
   if (p.rows == 0) return nullptr;
   const size_t tasks = size_t((p.n + kColumnsPerTask - 1) / kColumnsPerTask);
-  return api->KernelContext_ParallelFor(context, Task, tasks, 0, &p);
+  RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
+  if (p.failed) return api->CreateStatus(ORT_FAIL, "MatMulQ4_1: out of memory");
+  return nullptr;
 }
 
 OrtStatus* ORT_API_CALL CreateKernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info,
@@ -360,9 +378,15 @@ OrtCustomOp op = MakeOp();
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
 RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   api = base->GetApi(kApiVersion);
-  if (api == nullptr) return nullptr;  // cannot even report it; onnxruntime then fails the node
+  if (api == nullptr)
+    return base->GetApi(1)->CreateStatus(ORT_FAIL, "Marquee's kernels need onnxruntime 1.17 or newer");
   OrtCustomOpDomain* domain = nullptr;
   RETURN_IF_ERROR(api->CreateCustomOpDomain("marquee", &domain));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &op));
   return api->AddCustomOpDomain(options, domain);
+}
+
+// Which path this CPU runs ("avx512" or "portable"), for tests and `marquee model info`.
+extern "C" __attribute__((visibility("default"))) const char* MarqueeKernelPath() {
+  return UsesAvx512() ? "avx512" : "portable";
 }

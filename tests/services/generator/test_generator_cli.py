@@ -41,6 +41,7 @@ def test_model_info_describes_a_directory(capsys, tiny_dirs):
     assert code == 0
     assert "layers          2" in out and "kv heads        2" in out
     assert "MatMulQ4_1" in out and "eos token ids   2" in out
+    assert "custom ops      libmarquee_ops.so (" in out
     code, out, _ = run(capsys, "model", "info", str(tiny_dirs["fp32"]), "--json")
     info = json.loads(out)
     assert code == 0 and info["weights"] == "fp32" and info["context length"] == 96

@@ -26,7 +26,7 @@ from services.generator.modeldir import load_model_config
 SHAPES = [(64, 37), (64, 50), (96, 64)]
 #: Row counts around the kernel's tiles (1-2 rows: four columns at a time, 3-8: two; 8 rows
 #: a tile) and past them, and prompt passes (64 rows on: 32-column panels, 12-row tiles).
-ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 100]
+ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 65, 72, 100]
 Q4_1 = GGMLQuantizationType.Q4_1
 
 
@@ -78,9 +78,10 @@ def check_against_numpy(library: Path) -> None:
             (got,) = sess.run(None, {"x": x})
             assert got.shape == (rows, n)
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
-        x3 = rng.standard_normal((2, 5, k)).astype(np.float32)
-        (got,) = sess.run(None, {"x": x3})
-        np.testing.assert_allclose(got, x3 @ w.T, rtol=0, atol=1e-4)
+        for shape in [(2, 5, k), (2, 40, k)]:  # a decode step's rows, a prompt pass's
+            x3 = rng.standard_normal(shape).astype(np.float32)
+            (got,) = sess.run(None, {"x": x3})
+            np.testing.assert_allclose(got, x3 @ w.T, rtol=0, atol=1e-4)
 
 
 def test_nibbles_are_gguf_bytes_as_stored():
@@ -90,6 +91,7 @@ def test_nibbles_are_gguf_bytes_as_stored():
 
 
 def test_kernel_matches_the_dequantized_matmul(library):
+    assert kernels.kernel_path(library) == ("avx512" if kernels.fast_path_cpu() else "portable")
     check_against_numpy(library)
 
 
@@ -99,7 +101,8 @@ def test_portable_path_matches_too(library):
     env = {**os.environ, "MARQUEE_KERNELS_PORTABLE": "1"}
     code = (
         "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3]; "
-        "from test_generator_kernels import check_against_numpy; "
+        "from test_generator_kernels import check_against_numpy, kernels; "
+        "assert kernels.kernel_path(Path(sys.argv[3])) == 'portable'; "
         "check_against_numpy(Path(sys.argv[3]))"
     )
     here = Path(__file__).parent
@@ -125,13 +128,35 @@ def test_inputs_that_do_not_fit_are_refused_with_a_reason(library):
 
 
 def test_no_compiler_is_a_clear_error_and_the_default_build_falls_back(monkeypatch, tmp_path):
-    monkeypatch.setattr(kernels, "compiler", lambda: None)
-    with pytest.raises(ConversionError, match="needs a C\\+\\+ compiler"):
-        kernels.build_library(tmp_path)
-    assert default_model.kernel_for("gqa") == "onnxruntime"
-    monkeypatch.undo()
+    monkeypatch.setattr(kernels, "fast_path_cpu", lambda: True)
     assert default_model.kernel_for("gqa") == "marquee"
     assert default_model.kernel_for("ops") == "onnxruntime"  # GPU builds: stock kernels
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "compiler", lambda: None)
+        with pytest.raises(ConversionError, match="needs a C\\+\\+ compiler"):
+            kernels.build_library(tmp_path)
+        assert default_model.kernel_for("gqa") == "onnxruntime"
+    with monkeypatch.context() as m:  # offline, header not fetched yet
+        m.setenv("GOPROXY", "off")
+        with pytest.raises(ConversionError, match="GOPROXY=off"):
+            kernels.header_dir(tmp_path / "headers")
+        m.setattr(kernels, "HEADER_CACHE", tmp_path / "headers")
+        assert default_model.kernel_for("gqa") == "onnxruntime"
+    monkeypatch.setattr(kernels, "fast_path_cpu", lambda: False)  # no AVX-512
+    assert default_model.kernel_for("gqa") == "onnxruntime"
+
+
+def test_a_changed_kernel_or_a_lost_library_rebuilds_the_directory(tiny, tmp_path, monkeypatch):
+    from services.generator.convert import GraphOptions, convert
+
+    path, _, _ = tiny
+    out = tmp_path / "q4"
+    assert convert(path, out, GraphOptions()) is True
+    assert convert(path, out, GraphOptions()) is False
+    (out / kernels.LIBRARY).unlink()
+    assert convert(path, out, GraphOptions()) is True
+    monkeypatch.setattr(kernels, "source_digest", lambda: "another kernel")
+    assert convert(path, out, GraphOptions()) is True
 
 
 def test_a_directory_missing_its_library_says_how_to_fix_it(tiny_dirs, tmp_path):
