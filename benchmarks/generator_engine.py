@@ -85,8 +85,12 @@ def _engine(variant: str | None = None):
         engine = Engine(path, options)
     except ModelError as exc:
         raise BenchmarkError(f"{exc} (make setup builds the default model)") from None
-    # A fresh session runs its first few hundred steps slowly (allocations, arena growth,
-    # lazy kernel set-up): warm it at every batch size before anything is timed.
+    return _warm(engine)
+
+
+def _warm(engine):
+    """``engine`` after a batch at every size: a fresh session runs its first few hundred
+    steps slowly (allocations, arena growth, lazy kernel set-up)."""
     for batch in BATCHES:
         engine.generate_batch(_requests(engine, batch, 32))
     return engine
@@ -237,10 +241,7 @@ def _stock_q4_engine():
     settings = load_settings(GeneratorSettings)
     path = settings.generator_models_cache / f"{DIR_PREFIX}-q4-nbits"
     convert(gguf_path(), path, GraphOptions(kernel="onnxruntime"), name="q4-nbits")
-    engine = Engine(path, settings.runtime_options())
-    for batch in BATCHES:
-        engine.generate_batch(_requests(engine, batch, 32))
-    return engine
+    return _warm(Engine(path, settings.runtime_options()))
 
 
 @benchmark(

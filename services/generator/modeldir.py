@@ -62,9 +62,8 @@ def load_model_config(path: Path) -> ModelConfig:
     tok_config = _read_json(path / "tokenizer_config.json")
     build = _read_json(path / MARQUEE_FILE)
 
-    custom_ops = None
-    if library := build.get("custom_ops"):
-        custom_ops = path / Path(str(library)).name
+    custom_ops = custom_ops_file(path, build)
+    if custom_ops is not None:
         if not custom_ops.is_file():
             raise ModelError(
                 f"{path} needs {custom_ops.name}, which is missing "
@@ -97,6 +96,13 @@ def load_model_config(path: Path) -> ModelConfig:
         build=build,
         custom_ops=custom_ops,
     )
+
+
+def custom_ops_file(path: Path, build: dict[str, Any]) -> Path | None:
+    """Where the custom-op library that ``marquee.json`` (``build``) names should be: a
+    file in the directory itself, whatever path the record holds."""
+    library = build.get("custom_ops")
+    return path / Path(str(library)).name if library else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

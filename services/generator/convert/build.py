@@ -23,7 +23,7 @@ import onnx
 
 from .. import kernels
 from ..errors import ConversionError
-from ..modeldir import MARQUEE_FILE, MODEL_FILE
+from ..modeldir import MARQUEE_FILE, MODEL_FILE, custom_ops_file
 from .gguf_file import GGUFModel
 from .llama import GRAPH_VERSION, GraphOptions, build_graph
 from .tokenizer import build_tokenizer
@@ -53,11 +53,11 @@ def is_current(out_dir: Path, expected: dict) -> bool:
         recorded = json.loads((out_dir / MARQUEE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    library = recorded.get("custom_ops")
+    library = custom_ops_file(out_dir, recorded)
     return (
         recorded.get("fingerprint") == expected
         and (out_dir / MODEL_FILE).is_file()
-        and (not library or (out_dir / Path(str(library)).name).is_file())
+        and (library is None or library.is_file())
     )
 
 

@@ -120,11 +120,11 @@ class _LlamaBuilder:
             block_size=W.BLOCK,
             accuracy_level=4 if compute == "int8" else 1,
         )
-        if weight.offsets is None:
+        if (block_offsets := weight.offsets) is None:
             if out is None:
                 return y
             return g.op("Identity", y, name=f"{name}/named", out=out)
-        offsets = g.weight(f"{name}.offsets", weight.offsets.T)
+        offsets = g.weight(f"{name}.offsets", block_offsets.T)
         correction = g.op("MatMul", self.block_sums(x, weight.in_features), offsets)
         return g.op("Add", y, correction, name=f"{name}/offset", out=out)
 
@@ -199,7 +199,7 @@ class _LlamaBuilder:
 
     def embed(self, ids: str, table: W.Weight) -> str:
         g = self.g
-        if isinstance(table, W.BlockWeight) and table.offsets is None:
+        if isinstance(table, W.BlockWeight) and table.mins is None:
             return g.op(
                 "GatherBlockQuantized",
                 g.weight("token_embd.qweight", table.packed.reshape(table.out_features, -1)),

@@ -57,18 +57,26 @@ class DenseWeight:
 
 @dataclass(frozen=True)
 class BlockWeight:
-    """``w[n, k] = scales[n, b] * (q[n, k] - 2**(bits-1)) + offsets[n, b]``, ``b = k // 32``.
+    """``w[n, k] = scales[n, b] * q[n, k] + mins[n, b]``, ``b = k // 32``; without ``mins``
+    (Q4_0, Q8_0) ``w = scales * (q - 2**(bits-1))``.
 
     ``packed`` is ``MatMulNBits``' input B: uint8 ``[out, k_blocks, 32 * bits / 8]``, two
-    4-bit values per byte (the even element in the low nibble). Q4_1 blocks also keep their
-    minimum ``mins`` (``w = scales * q + mins``), which ``MatMulQ4_1`` takes as is.
+    4-bit values per byte (the even element in the low nibble). ``MatMulQ4_1`` takes
+    ``mins`` as they are; ``MatMulNBits`` needs them as ``offsets``.
     """
 
     bits: int
     packed: np.ndarray
     scales: np.ndarray
-    offsets: np.ndarray | None
     mins: np.ndarray | None = None
+
+    @property
+    def offsets(self) -> np.ndarray | None:
+        """What ``MatMulNBits`` (``w = scales * (q - 2**(bits-1))``) leaves out of each block:
+        ``mins + 2**(bits-1) * scales``; None without ``mins``."""
+        if self.mins is None:
+            return None
+        return self.mins + np.float32(2 ** (self.bits - 1)) * self.scales
 
     @property
     def out_features(self) -> int:
@@ -80,7 +88,7 @@ class BlockWeight:
 
     @property
     def kind(self) -> str:
-        return f"q{self.bits}" + ("+offset" if self.offsets is not None else "")
+        return f"q{self.bits}" + ("+offset" if self.mins is not None else "")
 
     def codes(self) -> np.ndarray:
         """The unsigned codes ``q``, ``[out, k_blocks, 32]``."""
@@ -98,14 +106,13 @@ class BlockWeight:
     def dequantize(self) -> np.ndarray:
         zero = np.float32(2 ** (self.bits - 1))
         w = (self.codes().astype(np.float32) - zero) * self.scales[..., None]
-        if self.offsets is not None:
-            w = w + self.offsets[..., None]
+        if (offsets := self.offsets) is not None:
+            w = w + offsets[..., None]
         return w.reshape(self.out_features, self.in_features)
 
     def take_rows(self, order: np.ndarray) -> BlockWeight:
-        offsets = None if self.offsets is None else self.offsets[order]
         mins = None if self.mins is None else self.mins[order]
-        return BlockWeight(self.bits, self.packed[order], self.scales[order], offsets, mins)
+        return BlockWeight(self.bits, self.packed[order], self.scales[order], mins)
 
 
 Weight = DenseWeight | BlockWeight
@@ -136,19 +143,19 @@ def _pack_nibbles(low16: np.ndarray) -> np.ndarray:
 
 def _q4_0(blocks: np.ndarray) -> BlockWeight:
     d = _f16(blocks, 0).astype(np.float32)
-    return BlockWeight(4, _pack_nibbles(blocks[..., 2:18]), d, None)
+    return BlockWeight(4, _pack_nibbles(blocks[..., 2:18]), d)
 
 
 def _q4_1(blocks: np.ndarray) -> BlockWeight:
     d = _f16(blocks, 0).astype(np.float32)
     m = _f16(blocks, 2).astype(np.float32)
-    return BlockWeight(4, _pack_nibbles(blocks[..., 4:20]), d, m + np.float32(8) * d, m)
+    return BlockWeight(4, _pack_nibbles(blocks[..., 4:20]), d, m)
 
 
 def _q8_0(blocks: np.ndarray) -> BlockWeight:
     d = _f16(blocks, 0).astype(np.float32)
     signed = np.ascontiguousarray(blocks[..., 2:34]).view(np.int8)
-    return BlockWeight(8, (signed.astype(np.int16) + 128).astype(np.uint8), d, None)
+    return BlockWeight(8, (signed.astype(np.int16) + 128).astype(np.uint8), d)
 
 
 _MAPPERS = {"Q4_0": _q4_0, "Q4_1": _q4_1, "Q8_0": _q8_0}
@@ -175,14 +182,12 @@ def fuse(weights: Sequence[Weight]) -> Weight | None:
     if isinstance(first, DenseWeight):
         return DenseWeight(np.concatenate([w.w for w in weights]))
 
-    def stacked(name: str) -> np.ndarray | None:
-        parts = [getattr(w, name) for w in weights]
-        return None if any(p is None for p in parts) else np.concatenate(parts)
-
+    mins = None
+    if first.mins is not None:
+        mins = np.concatenate([w.mins for w in weights])  # type: ignore[misc]
     return BlockWeight(
         first.bits,
         np.concatenate([w.packed for w in weights]),
         np.concatenate([w.scales for w in weights]),
-        stacked("offsets"),
-        stacked("mins"),
+        mins,
     )
