@@ -66,9 +66,6 @@ def build_default(
     """``(model directory, whether it was built now)``; cached builds return at once."""
     source = gguf_path()
     out = model_dir(cache_dir, weights, compute, attention)
-    kernel: Kernel = "onnxruntime"
-    if (weights, compute) == ("q4", "fp32"):
-        kernel = kernel_for(attention, progress)
     built = convert(
         source,
         out,
@@ -76,7 +73,7 @@ def build_default(
             weights=weights,
             compute=compute,
             attention=attention,
-            kernel=kernel,
+            kernel=kernel_for(attention, progress),
         ),
         name=f"{source.stem}/{variant(weights, compute, attention)}",
         force=force,
@@ -86,13 +83,14 @@ def build_default(
 
 
 def kernel_for(attention: Attention, progress: Progress = lambda _: None) -> Kernel:
-    """Our Q4_1 kernel for CPU builds where it is the faster one and can be built: an
-    AVX-512 CPU, a C++ compiler and onnxruntime's header (fetched once). Otherwise, and for
-    GPU builds (the custom op runs on the CPU only), onnxruntime's MatMulNBits."""
+    """Our kernels (attention, and Q4_1 matmuls with fp32 compute) for CPU builds where
+    they are the faster ones and can be built: an AVX-512 CPU, a C++ compiler and
+    onnxruntime's header (fetched once). Otherwise, and for GPU builds (the custom ops run
+    on the CPU only), onnxruntime's GroupQueryAttention and MatMulNBits."""
     if attention == "ops":
         return "onnxruntime"
     if not kernels.fast_path_cpu():
-        reason = "this CPU has no AVX-512, where MatMulQ4_1's portable path is the slower one"
+        reason = "this CPU has no AVX-512, where their portable paths are the slower ones"
     elif kernels.compiler() is None:
         reason = "no C++ compiler (apt-get install g++, or set CXX)"
     else:
@@ -101,7 +99,7 @@ def kernel_for(attention: Attention, progress: Progress = lambda _: None) -> Ker
             return "marquee"
         except ConversionError as exc:
             reason = str(exc)
-    message = f"Q4_1 blocks go to onnxruntime's MatMulNBits, not Marquee's kernel: {reason}"
+    message = f"the model runs on onnxruntime's kernels, not Marquee's: {reason}"
     log.warning(message)
     progress(message)
     return "onnxruntime"

@@ -11,10 +11,11 @@ llama.cpp's Q/K rows, RMSNorm, SiLU-gated MLP, grouped-query attention, additive
 float32's minimum), so logits can be compared with transformers' to float rounding.
 Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``), Q4_1
 blocks with fp32 compute to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
-(fused with the residual add) and RoPE use onnxruntime's contrib kernels. Attention is
-onnxruntime's ``GroupQueryAttention`` by default, or standard ops (queries grouped per KV
-head, so KV heads are never repeated) with ``attention="ops"``: onnxruntime's CUDA
-GroupQueryAttention takes fp16/bf16 only, so an fp32 graph meant for a GPU wants "ops".
+(fused with the residual add) and RoPE use onnxruntime's contrib kernels. Attention is one
+fused node per layer by default, our ``CachedAttention`` (``kernel="marquee"``) or
+onnxruntime's ``GroupQueryAttention``, or standard ops (queries grouped per KV head, so KV
+heads are never repeated) with ``attention="ops"``: onnxruntime's CUDA GroupQueryAttention
+takes fp16/bf16 only, so an fp32 graph meant for a GPU wants "ops".
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ Attention = Literal["gqa", "ops"]
 Kernel = Literal["marquee", "onnxruntime"]
 
 #: Bumped whenever the graph changes, so cached model directories get rebuilt.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,15 @@ class GraphOptions:
     #: fp32 reference, and saves a third of the per-token time; fp32 needs the table
     #: dequantized (onnxruntime has no fp32-compute kernel for 8-bit blocks).
     head_compute: Compute = "int8"
-    #: "gqa": onnxruntime's fused GroupQueryAttention (one kernel per layer; fastest on
-    #: CPU, but its CUDA kernel is fp16-only, so under CUDA it would run on the CPU);
-    #: "ops": the same attention in standard ONNX ops, which run on either device.
+    #: "gqa": one fused attention kernel per layer (fastest on CPU): ours or
+    #: onnxruntime's GroupQueryAttention (``kernel``), whose CUDA kernel is fp16-only, so
+    #: under CUDA it would run on the CPU; "ops": the same attention in standard ONNX ops,
+    #: which run on either device.
     attention: Attention = "gqa"
-    #: What multiplies by Q4_1 blocks with fp32 compute. "marquee": our ``MatMulQ4_1``
-    #: custom op (``services/generator/kernels``; exact, one kernel per projection, CPU
-    #: only; the converter compiles it into the model directory). "onnxruntime":
+    #: Whose kernels run attention ("gqa") and the Q4_1 matmuls with fp32 compute.
+    #: "marquee": our custom ops (``services/generator/kernels``; CPU only; the converter
+    #: compiles them into the model directory): ``CachedAttention`` and, exact, one
+    #: ``MatMulQ4_1`` per projection. "onnxruntime": GroupQueryAttention, and
     #: ``MatMulNBits`` plus the offset term (stock onnxruntime, any provider).
     kernel: Kernel = "marquee"
 
@@ -290,13 +293,23 @@ class _LlamaBuilder:
         return self.linear(ctx, self.weight(f"{prefix}.attn_output.weight"), f"{prefix}.attn_out")
 
     def fused_attention(self, i, q, k, v, bias, past) -> str:
-        """GroupQueryAttention with its causal mask and a bias for left padding.
-
-        Every row claims the whole (padded) length as valid (``seqlens_k = T - 1``), so the
-        cache is a plain concatenation, as the contract wants; the bias hides the padding.
-        Rotary embedding is applied before, with each row's own positions.
-        """
+        """One attention node per layer, the cache a plain concatenation (as the contract
+        wants) and the bias hiding padding and the future; rotary embedding is applied
+        before, with each row's own positions. Our ``CachedAttention`` where the graph uses
+        our kernels, else onnxruntime's GroupQueryAttention: every row claims the whole
+        (padded) length as valid (``seqlens_k = T - 1``)."""
         s, g = self.spec, self.g
+        out = [f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"]
+        if self.options.kernel == "marquee":
+            ctx, _, _ = g.op(
+                "CachedAttention",
+                q, k, v, past[0], past[1], bias,
+                domain=KERNEL_DOMAIN,
+                num_heads=s.n_heads,
+                kv_num_heads=s.n_kv_heads,
+                out=out,
+            )  # fmt: skip
+            return ctx
         if self._gqa_lengths is None:
             total = g.op("Shape", bias, start=3, end=4)
             batch = g.op("Shape", bias, start=0, end=1)
@@ -312,7 +325,7 @@ class _LlamaBuilder:
             domain=MS_DOMAIN,
             num_heads=s.n_heads,
             kv_num_heads=s.n_kv_heads,
-            out=[f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"],
+            out=out,
         )  # fmt: skip
         return ctx
 

@@ -7,12 +7,12 @@ as onnxruntime values on the device (GPU memory under CUDA) and are bound as the
 step's ``past_key_values.*`` without a copy. Only the last position's logits come back
 to the host. Dropping finished rows or common left padding copies the cache once.
 
-Models whose attention is onnxruntime's ``GroupQueryAttention`` (the converter's default
-build) can instead keep the cache in one preallocated buffer per layer, bound as both
-``past_key_values.*`` and ``present.*``: the kernel then appends the new positions in place
-instead of copying the whole cache into a fresh ``present`` every step. The buffer has
-room for more positions than are valid; ``attention_mask`` says how many are, and the
-buffer grows by doubling.
+Models whose attention is onnxruntime's ``GroupQueryAttention`` or our ``CachedAttention``
+(the converter's default builds) can instead keep the cache in one preallocated buffer per
+layer, bound as both ``past_key_values.*`` and ``present.*``: the kernel then appends the
+new positions in place instead of copying the whole cache into a fresh ``present`` every
+step. The buffer has room for more positions than are valid; ``attention_mask`` says how
+many are, and the buffer grows by doubling.
 """
 
 from __future__ import annotations

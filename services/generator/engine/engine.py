@@ -115,11 +115,16 @@ class Engine:
             return _Batch(self, requests, on_token).run()
 
 
+#: Attention kernels that append to a preallocated cache bound as both past and present,
+#: with past key and value as their inputs 3 and 4.
+IN_PLACE_ATTENTION = frozenset({"GroupQueryAttention", "CachedAttention"})
+
+
 def fused_attention_kv_type(onnx_path: Path) -> int | None:
-    """The KV cache's ONNX element type when every ``past_key_values.*`` input feeds
-    onnxruntime's GroupQueryAttention as its past key or value (a kernel that can append
-    to its cache in place); ``None`` for any other graph (``--attention ops``, a graph
-    that mixes kinds of attention)."""
+    """The KV cache's ONNX element type when every ``past_key_values.*`` input feeds a
+    kernel that can append to its cache in place (onnxruntime's GroupQueryAttention or
+    our CachedAttention) as its past key or value; ``None`` for any other graph
+    (``--attention ops``, a graph that mixes kinds of attention)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -127,7 +132,7 @@ def fused_attention_kv_type(onnx_path: Path) -> int | None:
     fused = {
         name
         for node in graph.node
-        if node.op_type == "GroupQueryAttention"
+        if node.op_type in IN_PLACE_ATTENTION
         for name in node.input[3:5]
     }
     if not pasts or not set(pasts) <= fused:
@@ -145,7 +150,7 @@ def _warn_about_cpu_only_nodes(onnx_path: Path, kv_type: int | None, custom_ops)
             onnx_path,
             custom_ops.name,
         )
-    if kv_type == onnx.TensorProto.FLOAT:
+    elif kv_type == onnx.TensorProto.FLOAT:
         log.warning(
             "%s has fp32 GroupQueryAttention, which onnxruntime runs only on the CPU: "
             "every layer's KV cache crosses the bus each step. Build the model for the "

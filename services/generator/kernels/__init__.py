@@ -1,10 +1,16 @@
 """Marquee's onnxruntime custom ops, compiled from this folder's C++ into a shared library.
 
-``MatMulQ4_1`` (``q4_1_matmul.cc``, domain ``marquee``) multiplies by GGUF Q4_1 blocks as
-they are, in fp32: onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's per-block
-minimum (see ``convert/weights.py``). The converter compiles the library into the model
-directory it writes, so a directory carries the kernels its graph needs; the engine
-registers it with the session (``ModelConfig.custom_ops``).
+Domain ``marquee`` (registered in ``ops.cc``):
+
+- ``MatMulQ4_1`` (``q4_1_matmul.cc``) multiplies by GGUF Q4_1 blocks as they are, in fp32:
+  onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's per-block minimum (see
+  ``convert/weights.py``);
+- ``CachedAttention`` (``attention.cc``): grouped-query attention over the KV cache with
+  an additive bias (left padding, causality), copying each KV head's cache once.
+
+The converter compiles the library into the model directory it writes, so a directory
+carries the kernels its graph needs; the engine registers it with the session
+(``ModelConfig.custom_ops``).
 
 onnxruntime's wheels ship no C headers. The C API header comes, once, into
 ``HEADER_CACHE`` (``.cache/headers`` beside the default models cache) from a Go module on
@@ -34,7 +40,10 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "marquee"
 LIBRARY = "libmarquee_ops.so"
-SOURCES = (Path(__file__).with_name("q4_1_matmul.cc"),)
+_HERE = Path(__file__).parent
+SOURCES = tuple(_HERE / name for name in ("ops.cc", "q4_1_matmul.cc", "attention.cc"))
+#: What the sources include from this folder.
+_LOCAL_HEADERS = (_HERE / "ops.h",)
 HEADER = "onnxruntime_c_api.h"
 #: The C API header and the one it includes.
 _HEADERS = (HEADER, "onnxruntime_ep_c_api.h")
@@ -84,7 +93,7 @@ def kernel_path(library: Path) -> str:
 def source_digest() -> str:
     """What a compiled library depends on: sources, flags and the header's version."""
     digest = hashlib.sha256(" ".join((*_FLAGS, _VERSION)).encode())
-    for source in SOURCES:
+    for source in (*SOURCES, *_LOCAL_HEADERS):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -95,7 +104,7 @@ def build_library(out_dir: Path, header_cache: Path | None = None, progress=lamb
     cxx = compiler()
     if cxx is None:
         raise ConversionError(
-            "compiling the Q4_1 kernel needs a C++ compiler (apt-get install g++, or set CXX)"
+            "compiling Marquee's kernels needs a C++ compiler (apt-get install g++, or set CXX)"
         )
     include = header_dir(header_cache, progress)
     out = out_dir / LIBRARY
@@ -104,7 +113,7 @@ def build_library(out_dir: Path, header_cache: Path | None = None, progress=lamb
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ConversionError(
-            f"compiling the Q4_1 kernel failed ({' '.join(command)}): {result.stderr[-2000:]}"
+            f"compiling Marquee's kernels failed ({' '.join(command)}): {result.stderr[-2000:]}"
         )
     return out
 

@@ -14,22 +14,16 @@
 // - prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
 //   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice).
 // Columns are spread over the session's intra-op threads, 32 per task.
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define MARQUEE_AVX512 1
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <new>
 #include <utility>
 #include <vector>
 
-#include "onnxruntime_c_api.h"
+#include "ops.h"
 
+namespace marquee {
 namespace {
 
 constexpr int64_t kBlock = 32;
@@ -42,10 +36,6 @@ constexpr int kRowTile = 8;
 // the panel costs as much to fill as a few tiles to run).
 constexpr int64_t kPanelMinRows = 64;
 constexpr int kPanelRows = 12;
-// The oldest onnxruntime API this library asks for: KernelContext_ParallelFor (1.17).
-constexpr uint32_t kApiVersion = 17;
-
-const OrtApi* api = nullptr;
 
 struct Problem {
   const float* x;
@@ -232,18 +222,7 @@ __attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int6
     RemainderAvx512(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
 }
 
-// MARQUEE_KERNELS_PORTABLE=1 forces the portable path (tests run it on AVX-512 machines).
-const bool kHasAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") &&
-                        std::getenv("MARQUEE_KERNELS_PORTABLE") == nullptr;
 #endif
-
-bool UsesAvx512() {
-#ifdef MARQUEE_AVX512
-  return kHasAvx512;
-#else
-  return false;
-#endif
-}
 
 void Task(void* data, size_t task) {
   const Problem& p = *static_cast<const Problem*>(data);
@@ -251,7 +230,7 @@ void Task(void* data, size_t task) {
   const int64_t n1 = std::min(p.n, n0 + kColumnsPerTask);
   try {
 #ifdef MARQUEE_AVX512
-    if (kHasAvx512) return ColumnsAvx512(p, n0, n1);
+    if (UsesAvx512()) return ColumnsAvx512(p, n0, n1);
 #endif
     ColumnsGeneric(p, n0, n1);
   } catch (const std::bad_alloc&) {
@@ -262,31 +241,6 @@ void Task(void* data, size_t task) {
 struct Kernel {
   int64_t k, n;
 };
-
-#define RETURN_IF_ERROR(expr)          \
-  do {                                 \
-    if (OrtStatus* s = (expr)) return s; \
-  } while (0)
-
-OrtStatus* Error(const char* message) { return api->CreateStatus(ORT_INVALID_ARGUMENT, message); }
-
-// The shape of input `index`, and its data.
-OrtStatus* Input(OrtKernelContext* context, size_t index, std::vector<int64_t>* shape,
-                 const void** data) {
-  const OrtValue* value = nullptr;
-  RETURN_IF_ERROR(api->KernelContext_GetInput(context, index, &value));
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  RETURN_IF_ERROR(api->GetTensorTypeAndShape(value, &info));
-  size_t rank = 0;
-  OrtStatus* status = api->GetDimensionsCount(info, &rank);
-  if (!status) {
-    shape->resize(rank);
-    status = api->GetDimensions(info, shape->data(), rank);
-  }
-  api->ReleaseTensorTypeAndShapeInfo(info);
-  if (status) return status;
-  return api->GetTensorData(value, data);
-}
 
 OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   const Kernel& kernel = *static_cast<Kernel*>(state);
@@ -307,9 +261,7 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   for (size_t i = 0; i + 1 < xs.size(); ++i) p.rows *= xs[i];
   std::vector<int64_t> ys(xs);
   ys.back() = p.n;
-  OrtValue* out = nullptr;
-  RETURN_IF_ERROR(api->KernelContext_GetOutput(context, 0, ys.data(), ys.size(), &out));
-  RETURN_IF_ERROR(api->GetTensorMutableData(out, reinterpret_cast<void**>(&p.y)));
+  RETURN_IF_ERROR(Output(context, 0, ys, &p.y));
   if (p.rows == 0) return nullptr;
   const size_t tasks = size_t((p.n + kColumnsPerTask - 1) / kColumnsPerTask);
   RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
@@ -330,63 +282,14 @@ OrtStatus* ORT_API_CALL CreateKernel(const OrtCustomOp*, const OrtApi*, const Or
 
 void ORT_API_CALL Destroy(void* state) { delete static_cast<Kernel*>(state); }
 
-const char* ORT_API_CALL Name(const OrtCustomOp*) { return "MatMulQ4_1"; }
-const char* ORT_API_CALL Provider(const OrtCustomOp*) { return "CPUExecutionProvider"; }
-size_t ORT_API_CALL InputCount(const OrtCustomOp*) { return 4; }
-size_t ORT_API_CALL OutputCount(const OrtCustomOp*) { return 1; }
-ONNXTensorElementDataType ORT_API_CALL InputType(const OrtCustomOp*, size_t index) {
-  return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-}
-ONNXTensorElementDataType ORT_API_CALL OutputType(const OrtCustomOp*, size_t) {
-  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-}
-OrtCustomOpInputOutputCharacteristic ORT_API_CALL Required(const OrtCustomOp*, size_t) {
-  return INPUT_OUTPUT_REQUIRED;
-}
-OrtMemType ORT_API_CALL MemoryType(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
-int ORT_API_CALL One(const OrtCustomOp*) { return 1; }
+}  // namespace
 
-OrtCustomOp MakeOp() {
-  OrtCustomOp op;
-  std::memset(&op, 0, sizeof(op));
-  op.version = kApiVersion;
-  op.GetName = Name;
-  op.GetExecutionProviderType = Provider;
-  op.GetInputType = InputType;
-  op.GetInputTypeCount = InputCount;
-  op.GetOutputType = OutputType;
-  op.GetOutputTypeCount = OutputCount;
-  op.GetInputCharacteristic = Required;
-  op.GetOutputCharacteristic = Required;
-  op.GetInputMemoryType = MemoryType;
-  op.GetVariadicInputHomogeneity = One;
-  op.GetVariadicOutputHomogeneity = One;
-  op.GetVariadicInputMinArity = One;
-  op.GetVariadicOutputMinArity = One;
-  op.CreateKernelV2 = CreateKernel;
-  op.KernelComputeV2 = Compute;
-  op.KernelDestroy = Destroy;
-  op.GetStartVersion = One;
-  op.GetEndVersion = [](const OrtCustomOp*) { return 1 << 30; };
+Op& MatMulQ4_1() {
+  static Op op = MakeOp("MatMulQ4_1",
+                        {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
+                         ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT},
+                        1, CreateKernel, Compute, Destroy);
   return op;
 }
 
-OrtCustomOp op = MakeOp();
-
-}  // namespace
-
-extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
-RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
-  api = base->GetApi(kApiVersion);
-  if (api == nullptr)
-    return base->GetApi(1)->CreateStatus(ORT_FAIL, "Marquee's kernels need onnxruntime 1.17 or newer");
-  OrtCustomOpDomain* domain = nullptr;
-  RETURN_IF_ERROR(api->CreateCustomOpDomain("marquee", &domain));
-  RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &op));
-  return api->AddCustomOpDomain(options, domain);
-}
-
-// Which path this CPU runs ("avx512" or "portable"), for tests and `marquee model info`.
-extern "C" __attribute__((visibility("default"))) const char* MarqueeKernelPath() {
-  return UsesAvx512() ? "avx512" : "portable";
-}
+}  // namespace marquee

@@ -21,11 +21,12 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dirs(tiny, tmp_path_factory) -> dict[str, Path]:
     """The tiny model converted several ways. Exact ones (fp32 arithmetic throughout):
-    ``fp32``, ``q4-exact`` and ``q4-ops`` (attention in standard ops, not
-    GroupQueryAttention). Q4_1 blocks go to Marquee's ``MatMulQ4_1`` except in
-    ``q4-nbits`` and ``q4-ops`` (onnxruntime's MatMulNBits plus the offset term, as GPU
-    builds have it). ``q4`` is the default (int8 vocabulary projection) and ``q4-int8``
-    computes every block matmul with int8 activations."""
+    ``fp32``, ``q4-exact``, ``q4-nbits`` and ``q4-ops``. Marquee's kernels run attention
+    (``CachedAttention``) and Q4_1 blocks (``MatMulQ4_1``) except in ``q4-nbits``
+    (onnxruntime's GroupQueryAttention, and MatMulNBits plus the offset term) and
+    ``q4-ops`` (attention in standard ops, and MatMulNBits, as GPU builds have them).
+    ``q4`` is the default (int8 vocabulary projection) and ``q4-int8`` computes every
+    block matmul with int8 activations."""
     path, _, _ = tiny
     root = tmp_path_factory.mktemp("tiny-models")
     options = {

@@ -101,9 +101,10 @@ def test_graph_follows_the_optimum_contract(tiny_dirs):
     assert "past_key_values.1.value" in inputs and "present.1.value" in outputs
     assert outputs[0] == "logits"
     ops = {n.op_type for n in graph.node}
-    assert {"GatherBlockQuantized", "MatMulQ4_1", "GroupQueryAttention"} <= ops
+    assert {"GatherBlockQuantized", "MatMulQ4_1", "CachedAttention"} <= ops
     nbits = {n.op_type for n in onnx.load(tiny_dirs["q4-nbits"] / "model.onnx").graph.node}
-    assert "MatMulNBits" in nbits and "MatMulQ4_1" not in nbits
+    assert {"MatMulNBits", "GroupQueryAttention"} <= nbits
+    assert not {"MatMulQ4_1", "CachedAttention"} & nbits
     fp32_ops = {n.op_type for n in onnx.load(tiny_dirs["fp32"] / "model.onnx").graph.node}
     assert not {"MatMulNBits", "GatherBlockQuantized"} & fp32_ops
 

@@ -1,4 +1,5 @@
-"""Marquee's onnxruntime custom op ``MatMulQ4_1`` against numpy, on real GGUF Q4_1 blocks."""
+"""Marquee's onnxruntime custom ops against numpy: ``MatMulQ4_1`` on real GGUF Q4_1 blocks,
+``CachedAttention`` on caches with left padding; how the library is built and chosen."""
 
 from __future__ import annotations
 
@@ -95,15 +96,185 @@ def test_kernel_matches_the_dequantized_matmul(library):
     check_against_numpy(library)
 
 
+#: (heads, KV heads, head size): SmolLM2's, the tiny test model's, and sizes that end in a
+#: part vector (24) or take three (40).
+HEADS = [(9, 3, 64), (4, 2, 16), (6, 2, 24), (2, 2, 40)]
+#: (batch, new positions, cached positions): first tokens, decode steps with and without
+#: much cache, prompt passes with and without cache, over and under 16 queries per task.
+STEPS = [(1, 1, 0), (1, 1, 7), (3, 1, 20), (16, 1, 100), (2, 5, 0), (4, 17, 3), (2, 40, 33)]
+
+
+def attention_session(library: Path, heads: int, kv_heads: int, **attributes):
+    names = ["q", "k", "v", "past_k", "past_v", "bias"]
+    node = helper.make_node(
+        "CachedAttention",
+        names,
+        ["out", "present_k", "present_v"],
+        domain=kernels.DOMAIN,
+        num_heads=heads,
+        kv_num_heads=kv_heads,
+        **attributes,
+    )
+    graph = helper.make_graph(
+        [node],
+        "attention",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in node.output],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(kernels.DOMAIN, 1)]
+    )
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(str(library))
+    so.intra_op_num_threads = 2
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def attention_inputs(batch, new, cached, heads, kv_heads, dim, rng) -> dict[str, np.ndarray]:
+    """Random queries, keys, values and cache; rows left-padded by up to a third of the
+    length (row 0 by none), the bias as the converter's graph builds it."""
+    total = cached + new
+    valid = np.ones((batch, total), bool)
+    for b, pad in enumerate(rng.integers(0, max(1, total // 3), batch)):
+        valid[b, : pad if b else 0] = False
+    causal = np.arange(total)[None, :] <= np.arange(cached, total)[:, None]
+    allowed = causal[None] & valid[:, None, :]
+    bias = np.where(allowed, 0, np.finfo(np.float32).min).astype(np.float32)[:, None]
+
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    return {
+        "q": normal(batch, new, heads * dim),
+        "k": normal(batch, new, kv_heads * dim),
+        "v": normal(batch, new, kv_heads * dim),
+        "past_k": normal(batch, kv_heads, cached, dim),
+        "past_v": normal(batch, kv_heads, cached, dim),
+        "bias": bias,
+    }
+
+
+def attention_reference(f, heads, kv_heads, dim, scale=None):
+    """``(context, present K, present V)`` in float64, KV heads repeated per query head."""
+    batch, new, _ = f["q"].shape
+
+    def cache(past, now):
+        now = now.reshape(batch, new, kv_heads, dim).transpose(0, 2, 1, 3)
+        return np.concatenate([past, now], axis=2)
+
+    keys, values = cache(f["past_k"], f["k"]), cache(f["past_v"], f["v"])
+    q = f["q"].reshape(batch, new, heads, dim).transpose(0, 2, 1, 3).astype(np.float64)
+    group = heads // kv_heads
+    k64 = np.repeat(keys.astype(np.float64), group, axis=1)
+    v64 = np.repeat(values.astype(np.float64), group, axis=1)
+    scores = q @ k64.transpose(0, 1, 3, 2) * (scale or 1 / np.sqrt(dim)) + f["bias"]
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    context = (probs @ v64).transpose(0, 2, 1, 3).reshape(batch, new, heads * dim)
+    return context, keys, values
+
+
+def check_attention_against_numpy(library: Path) -> None:
+    """Every head layout and step: the cache concatenated exactly, the context to float32
+    rounding for every query that may attend something (a padding position's query is
+    masked everywhere; its context only has to be finite)."""
+    rng = np.random.default_rng(7)
+    for heads, kv_heads, dim in HEADS:
+        sess = attention_session(library, heads, kv_heads)
+        for batch, new, cached in STEPS:
+            f = attention_inputs(batch, new, cached, heads, kv_heads, dim, rng)
+            out, present_k, present_v = sess.run(None, f)
+            context, keys, values = attention_reference(f, heads, kv_heads, dim)
+            np.testing.assert_array_equal(present_k, keys)
+            np.testing.assert_array_equal(present_v, values)
+            attends = (f["bias"][:, 0] > np.finfo(np.float32).min).any(-1)  # [batch, new]
+            assert np.isfinite(out).all()
+            np.testing.assert_allclose(out[attends], context[attends], rtol=0, atol=2e-6)
+
+
+def test_attention_matches_numpy(library):
+    check_attention_against_numpy(library)
+
+
+def test_attention_scale_and_refusals(library):
+    rng = np.random.default_rng(1)
+    f = attention_inputs(2, 3, 4, 4, 2, 16, rng)
+    (out, _, _) = attention_session(library, 4, 2, scale=0.5).run(None, f)
+    np.testing.assert_allclose(out, attention_reference(f, 4, 2, 16, 0.5)[0], rtol=0, atol=2e-6)
+    sess = attention_session(library, 4, 2)
+    with pytest.raises(Exception, match=r"past K and V must hold T - S positions"):
+        sess.run(None, {**f, "bias": f["bias"][..., 1:]})
+    with pytest.raises(Exception, match=r"the bias must be \[B, 1, S, T\]"):
+        sess.run(None, {**f, "bias": f["bias"][:, :, :2]})
+    with pytest.raises(Exception, match=r"K and V must be \[B, S, kv_num_heads \* head_size\]"):
+        sess.run(None, {**f, "k": f["k"][..., 1:]})
+    with pytest.raises(Exception, match="past K and V must be"):
+        sess.run(None, {**f, "past_v": f["past_v"][:, :, 1:]})
+    with pytest.raises(Exception, match="positive multiple of kv_num_heads"):
+        attention_session(library, 4, 3)
+
+
+def check_preallocated_cache(library: Path) -> None:
+    """A cache in buffers with room to spare: the new positions land at T - S, and bound as
+    both past and present (as the engine binds them) they are written in place."""
+    from onnxruntime import OrtValue
+
+    rng = np.random.default_rng(3)
+    heads, kv_heads, dim, capacity = 4, 2, 16, 32
+    sess = attention_session(library, heads, kv_heads)
+    for batch, new, cached in [(2, 1, 9), (3, 5, 0), (1, 4, 28)]:
+        f = attention_inputs(batch, new, cached, heads, kv_heads, dim, rng)
+        context, keys, values = attention_reference(f, heads, kv_heads, dim)
+        attends = (f["bias"][:, 0] > np.finfo(np.float32).min).any(-1)
+        buffers = {}
+        for name, valid in (("past_k", f["past_k"]), ("past_v", f["past_v"])):
+            buffers[name] = rng.standard_normal((batch, kv_heads, capacity, dim)).astype("f")
+            buffers[name][:, :, :cached] = valid
+        # Not shared: present is the past buffer with the new positions written in.
+        out, present_k, present_v = sess.run(
+            None, {**f, **{n: b.copy() for n, b in buffers.items()}}
+        )
+        np.testing.assert_allclose(out[attends], context[attends], rtol=0, atol=2e-6)
+        for present, name, full in ((present_k, "past_k", keys), (present_v, "past_v", values)):
+            assert present.shape == (batch, kv_heads, capacity, dim)
+            np.testing.assert_array_equal(present[:, :, : cached + new], full)
+            np.testing.assert_array_equal(
+                present[:, :, cached + new :], buffers[name][:, :, cached + new :]
+            )
+        # Shared: the same OrtValue bound as past and present.
+        binding = sess.io_binding()
+        for name in ("q", "k", "v", "bias"):
+            binding.bind_cpu_input(name, f[name])
+        values_ = {n: OrtValue.ortvalue_from_numpy(b) for n, b in buffers.items()}
+        for name, value in values_.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("out", "cpu")
+        binding.bind_ortvalue_output("present_k", values_["past_k"])
+        binding.bind_ortvalue_output("present_v", values_["past_v"])
+        sess.run_with_iobinding(binding)
+        shared_out = binding.get_outputs()[0].numpy()
+        np.testing.assert_allclose(shared_out[attends], context[attends], rtol=0, atol=2e-6)
+        np.testing.assert_array_equal(buffers["past_k"][:, :, : cached + new], keys)
+        np.testing.assert_array_equal(buffers["past_v"][:, :, : cached + new], values)
+
+
+def test_attention_appends_in_place_to_a_preallocated_cache(library):
+    check_preallocated_cache(library)
+
+
 def test_portable_path_matches_too(library):
     """The path for CPUs without AVX-512, forced on this one (a fresh process: the
     library picks its path when it loads)."""
     env = {**os.environ, "MARQUEE_KERNELS_PORTABLE": "1"}
     code = (
         "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3]; "
-        "from test_generator_kernels import check_against_numpy, kernels; "
+        "from test_generator_kernels import check_against_numpy, "
+        "check_attention_against_numpy, check_preallocated_cache, kernels; "
         "assert kernels.kernel_path(Path(sys.argv[3])) == 'portable'; "
-        "check_against_numpy(Path(sys.argv[3]))"
+        "check_against_numpy(Path(sys.argv[3])); "
+        "check_attention_against_numpy(Path(sys.argv[3])); "
+        "check_preallocated_cache(Path(sys.argv[3]))"
     )
     here = Path(__file__).parent
     root = here.parents[2]
