@@ -139,6 +139,15 @@ class _LlamaBuilder:
             self._block_sums[x] = g.op("ReduceSum", blocks, g.const([-1]), keepdims=0)
         return self._block_sums[x]
 
+    def packed(self, x: str, weights: list[W.Weight], name: str) -> str:
+        """Several projections of one input, their outputs side by side: one fused matmul
+        when possible, else a Concat."""
+        fused = W.fuse(weights)
+        if fused is not None:
+            return self.linear(x, fused, name)
+        parts = [self.linear(x, w, f"{name}.{i}") for i, w in enumerate(weights)]
+        return self.g.op("Concat", *parts, axis=-1, name=f"{name}/concat")
+
     def linears(self, x: str, weights: list[W.Weight], name: str) -> list[str]:
         """Several projections of one input: one fused matmul and a Split when possible."""
         fused = W.fuse(weights)
@@ -282,34 +291,44 @@ class _LlamaBuilder:
         wq = W.reverse_permute(self.weight(f"{prefix}.attn_q.weight"), s.n_heads)
         wk = W.reverse_permute(self.weight(f"{prefix}.attn_k.weight"), s.n_kv_heads)
         wv = self.weight(f"{prefix}.attn_v.weight")
-        q, k, v = self.linears(h, [wq, wk, wv], f"{prefix}.attn_qkv")
-        rope = {"domain": MS_DOMAIN, "interleaved": 0}
-        q = g.op("RotaryEmbedding", q, positions, cos, sin, num_heads=s.n_heads, **rope)
-        k = g.op("RotaryEmbedding", k, positions, cos, sin, num_heads=s.n_kv_heads, **rope)
-        if self.options.attention == "gqa":
-            ctx = self.fused_attention(i, q, k, v, bias, past)
+        if self.options.attention == "gqa" and self.options.kernel == "marquee":
+            qkv = self.packed(h, [wq, wk, wv], f"{prefix}.attn_qkv")
+            ctx = self.cached_attention(i, qkv, positions, cos, sin, bias, past)
         else:
-            ctx = self.attention_ops(i, q, k, v, bias, past)
+            q, k, v = self.linears(h, [wq, wk, wv], f"{prefix}.attn_qkv")
+            rope = {"domain": MS_DOMAIN, "interleaved": 0}
+            q = g.op("RotaryEmbedding", q, positions, cos, sin, num_heads=s.n_heads, **rope)
+            k = g.op("RotaryEmbedding", k, positions, cos, sin, num_heads=s.n_kv_heads, **rope)
+            if self.options.attention == "gqa":
+                ctx = self.fused_attention(i, q, k, v, bias, past)
+            else:
+                ctx = self.attention_ops(i, q, k, v, bias, past)
         return self.linear(ctx, self.weight(f"{prefix}.attn_output.weight"), f"{prefix}.attn_out")
 
+    def cached_attention(self, i, qkv, positions, cos, sin, bias, past) -> str:
+        """Our ``CachedAttention``: rotary embedding (each row's own positions) and attention
+        in one node on the packed projection; the cache a plain concatenation, as the
+        contract wants, the bias hiding padding and the future."""
+        s = self.spec
+        ctx, _, _ = self.g.op(
+            "CachedAttention",
+            qkv, past[0], past[1], bias, positions, cos, sin,
+            domain=KERNEL_DOMAIN,
+            num_heads=s.n_heads,
+            kv_num_heads=s.n_kv_heads,
+            out=[f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"],
+        )  # fmt: skip
+        return ctx
+
     def fused_attention(self, i, q, k, v, bias, past) -> str:
-        """One attention node per layer, the cache a plain concatenation (as the contract
-        wants) and the bias hiding padding and the future; rotary embedding is applied
-        before, with each row's own positions. Our ``CachedAttention`` where the graph uses
-        our kernels, else onnxruntime's GroupQueryAttention: every row claims the whole
-        (padded) length as valid (``seqlens_k = T - 1``)."""
+        """GroupQueryAttention with its causal mask and a bias for left padding.
+
+        Every row claims the whole (padded) length as valid (``seqlens_k = T - 1``), so the
+        cache is a plain concatenation, as the contract wants; the bias hides the padding.
+        Rotary embedding is applied before, with each row's own positions (onnxruntime's
+        own rotary takes them from ``seqlens_k``, wrong for left-padded rows).
+        """
         s, g = self.spec, self.g
-        out = [f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"]
-        if self.options.kernel == "marquee":
-            ctx, _, _ = g.op(
-                "CachedAttention",
-                q, k, v, past[0], past[1], bias,
-                domain=KERNEL_DOMAIN,
-                num_heads=s.n_heads,
-                kv_num_heads=s.n_kv_heads,
-                out=out,
-            )  # fmt: skip
-            return ctx
         if self._gqa_lengths is None:
             total = g.op("Shape", bias, start=3, end=4)
             batch = g.op("Shape", bias, start=0, end=1)
@@ -325,7 +344,7 @@ class _LlamaBuilder:
             domain=MS_DOMAIN,
             num_heads=s.n_heads,
             kv_num_heads=s.n_kv_heads,
-            out=out,
+            out=[f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"],
         )  # fmt: skip
         return ctx
 
@@ -354,12 +373,13 @@ class _LlamaBuilder:
     def mlp(self, i: int, h: str) -> str:
         g = self.g
         prefix = f"blk.{i}"
-        gate, up = self.linears(
-            h,
-            [self.weight(f"{prefix}.ffn_gate.weight"), self.weight(f"{prefix}.ffn_up.weight")],
-            f"{prefix}.ffn_gate_up",
-        )
-        act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
+        weights = [self.weight(f"{prefix}.ffn_gate.weight"), self.weight(f"{prefix}.ffn_up.weight")]
+        if self.options.kernel == "marquee":
+            gate_up = self.packed(h, weights, f"{prefix}.ffn_gate_up")
+            act = g.op("SwiGLU", gate_up, domain=KERNEL_DOMAIN, name=f"{prefix}.ffn_act")
+        else:
+            gate, up = self.linears(h, weights, f"{prefix}.ffn_gate_up")
+            act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
         return self.linear(act, self.weight(f"{prefix}.ffn_down.weight"), f"{prefix}.ffn_down")
 
     def last_positions(self, h: str, ids: str, keep: str) -> str:

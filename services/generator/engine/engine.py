@@ -116,8 +116,8 @@ class Engine:
 
 
 #: Attention kernels that append to a preallocated cache bound as both past and present,
-#: with past key and value as their inputs 3 and 4.
-IN_PLACE_ATTENTION = frozenset({"GroupQueryAttention", "CachedAttention"})
+#: and where their past key and value inputs are.
+IN_PLACE_ATTENTION = {"GroupQueryAttention": slice(3, 5), "CachedAttention": slice(1, 3)}
 
 
 def fused_attention_kv_type(onnx_path: Path) -> int | None:
@@ -133,7 +133,7 @@ def fused_attention_kv_type(onnx_path: Path) -> int | None:
         name
         for node in graph.node
         if node.op_type in IN_PLACE_ATTENTION
-        for name in node.input[3:5]
+        for name in node.input[IN_PLACE_ATTENTION[node.op_type]]
     }
     if not pasts or not set(pasts) <= fused:
         return None

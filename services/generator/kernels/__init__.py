@@ -5,8 +5,11 @@ Domain ``marquee`` (registered in ``ops.cc``):
 - ``MatMulQ4_1`` (``q4_1_matmul.cc``) multiplies by GGUF Q4_1 blocks as they are, in fp32:
   onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's per-block minimum (see
   ``convert/weights.py``);
-- ``CachedAttention`` (``attention.cc``): grouped-query attention over the KV cache with
-  an additive bias (left padding, causality), copying each KV head's cache once.
+- ``CachedAttention`` (``attention.cc``): rotary embedding and grouped-query attention
+  over the KV cache, on the packed QKV projection, with an additive bias (left padding,
+  causality); it appends in place to a preallocated cache;
+- ``SwiGLU`` (``swiglu.cc``): the MLP's gated activation on the fused gate and up
+  projection.
 
 The converter compiles the library into the model directory it writes, so a directory
 carries the kernels its graph needs; the engine registers it with the session
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 DOMAIN = "marquee"
 LIBRARY = "libmarquee_ops.so"
 _HERE = Path(__file__).parent
-SOURCES = tuple(_HERE / name for name in ("ops.cc", "q4_1_matmul.cc", "attention.cc"))
+SOURCES = tuple(_HERE / name for name in ("ops.cc", "q4_1_matmul.cc", "attention.cc", "swiglu.cc"))
 #: What the sources include from this folder.
 _LOCAL_HEADERS = (_HERE / "ops.h",)
 HEADER = "onnxruntime_c_api.h"

@@ -1,25 +1,30 @@
-// CachedAttention: grouped-query attention over a KV cache, for decoders whose rows are
-// left-padded (an additive bias hides the padding and the future).
+// CachedAttention: rotary embedding and grouped-query attention over a KV cache, for
+// decoders whose rows are left-padded (an additive bias hides the padding and the future).
 //
+//   q, k = rope(qkv's query and key heads, position_ids); v = qkv's value heads
 //   present_k = concat(past_k, k) along the sequence (likewise V), and for query head h
 //   out[b, s, h] = softmax_t(scale * q[b, s, h] . present_k[b, h / G, t] + bias[b, 0, s, t])
 //                  @ present_v[b, h / G]                      (G = num_heads / kv_num_heads)
 //
-// Inputs: Q [B, S, H*D], K and V [B, S, KV*D] (rotary already applied), past K and V
-// [B, KV, P, D], bias [B, 1, S, T] with T = P + S. Outputs: the context [B, S, H*D], present
-// K and V [B, KV, T, D]. Attributes: num_heads, kv_num_heads, scale (0 or absent: 1/sqrt(D)).
+// Inputs: QKV [B, S, (H + 2 KV) * D] (one projection's output: H query heads, then KV key
+// heads, then KV value heads), past K and V [B, KV, P, D], bias [B, 1, S, T] with
+// T = P + S, position_ids int64 [B, S], cos and sin [max positions, D/2] (Hugging Face's
+// rotate-half rotary embedding: x1' = x1 cos - x2 sin, x2' = x2 cos + x1 sin over the two
+// halves of each head). Outputs: the context [B, S, H*D], present K and V [B, KV, T, D].
+// Attributes: num_heads, kv_num_heads, scale (0 or absent: 1/sqrt(D)).
 //
 // A preallocated cache: past K and V may instead be buffers of C >= T positions of which
 // the first T - S are valid. Present K and V are then [B, KV, C, D], the past with the new
 // positions written at T - S; bound to the same memory as the past (IOBinding), that is an
 // append in place, and nothing else is copied.
 //
-// onnxruntime's CPU GroupQueryAttention zeroes each present buffer, then copies a KV
-// head's past once per query head that reads it, and makes a GEMM call per head: at batch
-// 16 and ~100 cached tokens it took a third of a decode step. Here each KV head's cache is
-// copied once, around the caches; each query then streams over the past and new keys and
-// values (dot products, a vectorized exp, the weighted sum of values), skipping keys the
-// bias masks out.
+// onnxruntime's CPU GroupQueryAttention makes a GEMM call per head and query and, without
+// a shared buffer, zeroes each present buffer and copies a KV head's past once per query
+// head that reads it. It also takes each row's positions from its length, which is wrong
+// for left-padded rows, so the graph needed a Split and two RotaryEmbedding nodes a layer
+// before it. Here one node does it all: each KV head's cache is copied once (around the
+// caches) or not at all, and each query streams over the keys and values (dot products, a
+// vectorized exp, the weighted sum of values), skipping keys the bias masks out.
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
@@ -43,9 +48,10 @@ constexpr float kMasked = -1e30f;
 constexpr int64_t kMaxVectors = 16;
 
 struct Problem {
-  const float *q, *k, *v, *past_k, *past_v, *bias;
+  const float *qkv, *past_k, *past_v, *bias, *cos, *sin;
+  const int64_t* positions;
   float *out, *present_k, *present_v;
-  int64_t batch, seq, heads, kv_heads, dim, group, chunks;
+  int64_t batch, seq, heads, kv_heads, dim, group, chunks, max_position;
   // Positions: T (`total`), the valid cached ones (T - S), and per head in the past and
   // present buffers.
   int64_t total, cached, past_capacity, present_capacity;
@@ -53,6 +59,22 @@ struct Problem {
   // Set by a task that could not allocate its scratch (exceptions must not cross the C API).
   mutable std::atomic<bool> failed{false};
 };
+
+// Head `head` of QKV row (b, s) (query heads first, then key, then value heads).
+const float* Head(const Problem& p, int64_t b, int64_t s, int64_t head) {
+  return p.qkv + ((b * p.seq + s) * (p.heads + 2 * p.kv_heads) + head) * p.dim;
+}
+
+// Rotate-half rotary embedding of one head at `position` into `out`.
+void Rope(const Problem& p, const float* x, int64_t position, float* out) {
+  const int64_t half = p.dim / 2;
+  const float* cos = p.cos + position * half;
+  const float* sin = p.sin + position * half;
+  for (int64_t i = 0; i < half; ++i) {
+    out[i] = x[i] * cos[i] - x[i + half] * sin[i];
+    out[i + half] = x[i + half] * cos[i] + x[i] * sin[i];
+  }
+}
 
 #ifdef MARQUEE_AVX512
 // Copies with non-temporal stores: the present cache is read again only at the next step,
@@ -72,35 +94,45 @@ void Copy(float* to, const float* from, int64_t n) {
 }
 
 // Phase 1, one task per (batch row, KV head): the past (unless it is the present buffer),
-// then the new keys and values.
+// then the new keys (rotated) and values.
 void AppendTask(void* data, size_t task) {
   const Problem& p = *static_cast<const Problem*>(data);
   const int64_t b = int64_t(task) / p.kv_heads, h = int64_t(task) % p.kv_heads;
   const int64_t head = b * p.kv_heads + h;
-  const float* news[2] = {p.k, p.v};
   const float* pasts[2] = {p.past_k, p.past_v};
   float* presents[2] = {p.present_k, p.present_v};
   for (int which = 0; which < 2; ++which) {
     float* present = presents[which] + head * p.present_capacity * p.dim;
     const float* past = pasts[which] + head * p.past_capacity * p.dim;
-    if (present != past) Copy(present, past, p.past_capacity * p.dim);
-    for (int64_t s = 0; s < p.seq; ++s)
-      Copy(present + (p.cached + s) * p.dim,
-           news[which] + ((b * p.seq + s) * p.kv_heads + h) * p.dim, p.dim);
+    if (present != past) {  // all but the new positions, which come next
+      Copy(present, past, p.cached * p.dim);
+      if (p.past_capacity > p.total)
+        Copy(present + p.total * p.dim, past + p.total * p.dim,
+             (p.past_capacity - p.total) * p.dim);
+    }
+    // The new positions with ordinary stores: phase 2 reads them back at once.
+    for (int64_t s = 0; s < p.seq; ++s) {
+      const float* now = Head(p, b, s, p.heads + which * p.kv_heads + h);
+      float* to = present + (p.cached + s) * p.dim;
+      if (which == 0)
+        Rope(p, now, p.positions[b * p.seq + s], to);
+      else
+        std::memcpy(to, now, size_t(p.dim) * sizeof(float));
+    }
   }
 #ifdef MARQUEE_AVX512
   if (UsesAvx512()) _mm_sfence();
 #endif
 }
 
-// A KV head's keys or values as phase 2 reads them: the past input (rows of D), then the
-// new ones (rows of KV * D), not the present copy (written around the caches).
+// A KV head's keys or values as phase 2 reads them: the past input, then the new positions
+// in the present buffer (the rest of which was written around the caches).
 struct Rows {
   const float* past;
   const float* now;
-  int64_t past_rows, dim, stride;
+  int64_t past_rows, dim;
   const float* operator[](int64_t t) const {
-    return t < past_rows ? past + t * dim : now + (t - past_rows) * stride;
+    return t < past_rows ? past + t * dim : now + (t - past_rows) * dim;
   }
 };
 
@@ -128,24 +160,6 @@ void RowGeneric(const Problem& p, const float* q, const Rows& keys, const Rows& 
 }
 
 #ifdef MARQUEE_AVX512
-// exp(x) to ~1 ulp (Cephes' polynomial), 0 where it would be denormal (no slow paths).
-__attribute__((target("avx512f,fma"))) inline __m512 Exp(__m512 x) {
-  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_GE_OQ);
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33f)), _mm512_set1_ps(88.37f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_maskz_mov_ps(normal, _mm512_scalef_ps(y, n));
-}
-
 // NV vectors of 16 per head (the last one masked by `tail`).
 template <int NV>
 __attribute__((target("avx512f,fma"))) void RowAvx512(const Problem& p, const float* q,
@@ -207,25 +221,26 @@ void AttendTask(void* data, size_t task) {
   const Problem& p = *static_cast<const Problem*>(data);
   const int64_t chunk = int64_t(task) % p.chunks, bh = int64_t(task) / p.chunks;
   const int64_t b = bh / p.heads, h = bh % p.heads;
-  const int64_t head = h / p.group, kv = b * p.kv_heads + head;
-  const int64_t now = (b * p.seq * p.kv_heads + head) * p.dim, stride = p.kv_heads * p.dim;
+  const int64_t kv = b * p.kv_heads + h / p.group;
   const int64_t past = kv * p.past_capacity * p.dim;
-  const Rows keys{p.past_k + past, p.k + now, p.cached, p.dim, stride};
-  const Rows values{p.past_v + past, p.v + now, p.cached, p.dim, stride};
+  const int64_t now = (kv * p.present_capacity + p.cached) * p.dim;
+  const Rows keys{p.past_k + past, p.present_k + now, p.cached, p.dim};
+  const Rows values{p.past_v + past, p.present_v + now, p.cached, p.dim};
   const int64_t s0 = chunk * kQueriesPerTask, s1 = std::min(p.seq, s0 + kQueriesPerTask);
   try {
-    std::vector<float> scores(size_t(p.total) + 16);
+    std::vector<float> scores(size_t(p.total) + 16), q(size_t(p.dim));
     for (int64_t s = s0; s < s1; ++s) {
-      const int64_t at = ((b * p.seq + s) * p.heads + h) * p.dim;
+      Rope(p, Head(p, b, s, h), p.positions[b * p.seq + s], q.data());
+      float* out = p.out + ((b * p.seq + s) * p.heads + h) * p.dim;
       const float* bias = p.bias + (b * p.seq + s) * p.total;
 #ifdef MARQUEE_AVX512
       if (UsesAvx512() && p.dim <= 16 * kMaxVectors) {
-        DispatchAvx512(p, p.q + at, keys, values, bias, scores.data(), p.out + at,
+        DispatchAvx512(p, q.data(), keys, values, bias, scores.data(), out,
                        std::make_integer_sequence<int, kMaxVectors>{});
         continue;
       }
 #endif
-      RowGeneric(p, p.q + at, keys, values, bias, scores.data(), p.out + at);
+      RowGeneric(p, q.data(), keys, values, bias, scores.data(), out);
     }
   } catch (const std::bad_alloc&) {
     p.failed = true;
@@ -239,30 +254,37 @@ struct Kernel {
 
 OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   const Kernel& kernel = *static_cast<Kernel*>(state);
-  std::vector<int64_t> qs, ks, vs, pks, pvs, bs;
+  std::vector<int64_t> qkvs, pks, pvs, bs, ps, cs, ss;
   Problem p{};
-  RETURN_IF_ERROR(Input(context, 0, &qs, reinterpret_cast<const void**>(&p.q)));
-  RETURN_IF_ERROR(Input(context, 1, &ks, reinterpret_cast<const void**>(&p.k)));
-  RETURN_IF_ERROR(Input(context, 2, &vs, reinterpret_cast<const void**>(&p.v)));
-  RETURN_IF_ERROR(Input(context, 3, &pks, reinterpret_cast<const void**>(&p.past_k)));
-  RETURN_IF_ERROR(Input(context, 4, &pvs, reinterpret_cast<const void**>(&p.past_v)));
-  RETURN_IF_ERROR(Input(context, 5, &bs, reinterpret_cast<const void**>(&p.bias)));
+  RETURN_IF_ERROR(Input(context, 0, &qkvs, reinterpret_cast<const void**>(&p.qkv)));
+  RETURN_IF_ERROR(Input(context, 1, &pks, reinterpret_cast<const void**>(&p.past_k)));
+  RETURN_IF_ERROR(Input(context, 2, &pvs, reinterpret_cast<const void**>(&p.past_v)));
+  RETURN_IF_ERROR(Input(context, 3, &bs, reinterpret_cast<const void**>(&p.bias)));
+  RETURN_IF_ERROR(Input(context, 4, &ps, reinterpret_cast<const void**>(&p.positions)));
+  RETURN_IF_ERROR(Input(context, 5, &cs, reinterpret_cast<const void**>(&p.cos)));
+  RETURN_IF_ERROR(Input(context, 6, &ss, reinterpret_cast<const void**>(&p.sin)));
   p.heads = kernel.heads;
   p.kv_heads = kernel.kv_heads;
   p.group = p.heads / p.kv_heads;
-  if (qs.size() != 3 || qs[2] % p.heads != 0 || qs[2] == 0)
-    return Error("CachedAttention: Q must be [B, S, num_heads * head_size]");
-  p.batch = qs[0];
-  p.seq = qs[1];
-  p.dim = qs[2] / p.heads;
-  const std::vector<int64_t> kv_shape{p.batch, p.seq, p.kv_heads * p.dim};
-  if (ks != kv_shape || vs != kv_shape)
-    return Error("CachedAttention: K and V must be [B, S, kv_num_heads * head_size]");
+  const int64_t heads = p.heads + 2 * p.kv_heads;
+  if (qkvs.size() != 3 || qkvs[2] % heads != 0 || qkvs[2] == 0 || qkvs[2] / heads % 2 != 0)
+    return Error("CachedAttention: QKV must be [B, S, (num_heads + 2 kv_num_heads) * head_size], head_size even");
+  p.batch = qkvs[0];
+  p.seq = qkvs[1];
+  p.dim = qkvs[2] / heads;
   if (pks.size() != 4 || pks != pvs || pks[0] != p.batch || pks[1] != p.kv_heads ||
       pks[3] != p.dim)
     return Error("CachedAttention: past K and V must be [B, kv_num_heads, P, head_size]");
   if (bs.size() != 4 || bs[0] != p.batch || bs[1] != 1 || bs[2] != p.seq || bs[3] < p.seq)
     return Error("CachedAttention: the bias must be [B, 1, S, T] (T: cached and new positions)");
+  if (ps != std::vector<int64_t>{p.batch, p.seq})
+    return Error("CachedAttention: position_ids must be [B, S]");
+  if (cs.size() != 2 || cs != ss || cs[1] != p.dim / 2)
+    return Error("CachedAttention: cos and sin must be [max positions, head_size / 2]");
+  p.max_position = cs[0];
+  for (int64_t i = 0; i < p.batch * p.seq; ++i)
+    if (p.positions[i] < 0 || p.positions[i] >= p.max_position)
+      return Error("CachedAttention: a position is outside the rotary tables (the context length)");
   p.total = bs[3];
   p.cached = p.total - p.seq;
   p.past_capacity = pks[2];
@@ -270,7 +292,7 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
     return Error("CachedAttention: past K and V must hold T - S positions, or be buffers of T or more");
   p.present_capacity = p.past_capacity == p.cached ? p.total : p.past_capacity;
   p.scale = kernel.scale != 0.f ? kernel.scale : 1.f / std::sqrt(float(p.dim));
-  RETURN_IF_ERROR(Output(context, 0, qs, &p.out));
+  RETURN_IF_ERROR(Output(context, 0, {p.batch, p.seq, p.heads * p.dim}, &p.out));
   const std::vector<int64_t> present{p.batch, p.kv_heads, p.present_capacity, p.dim};
   RETURN_IF_ERROR(Output(context, 1, present, &p.present_k));
   RETURN_IF_ERROR(Output(context, 2, present, &p.present_v));
@@ -306,8 +328,10 @@ void ORT_API_CALL Destroy(void* state) { delete static_cast<Kernel*>(state); }
 }  // namespace
 
 Op& CachedAttention() {
+  constexpr auto kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   static Op op = MakeOp("CachedAttention",
-                        std::vector<ONNXTensorElementDataType>(6, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT),
+                        {kFloat, kFloat, kFloat, kFloat, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64,
+                         kFloat, kFloat},
                         3, CreateKernel, Compute, Destroy);
   return op;
 }

@@ -109,6 +109,7 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   RETURN_IF_ERROR(api->CreateCustomOpDomain("marquee", &domain));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::MatMulQ4_1()));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::CachedAttention()));
+  RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::SwiGLU()));
   return api->AddCustomOpDomain(options, domain);
 }
 

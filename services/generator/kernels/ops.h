@@ -53,8 +53,29 @@ struct Op : OrtCustomOp {
 Op MakeOp(const char* name, std::vector<ONNXTensorElementDataType> inputs, size_t outputs,
           CreateFn create, ComputeFn compute, DestroyFn destroy);
 
+#ifdef MARQUEE_AVX512
+// exp(x) to ~1 ulp (Cephes' polynomial), 0 where it would be denormal (no slow paths).
+__attribute__((target("avx512f,fma"))) inline __m512 Exp(__m512 x) {
+  const __mmask16 normal = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33f), _CMP_GE_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33f)), _mm512_set1_ps(88.37f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_maskz_mov_ps(normal, _mm512_scalef_ps(y, n));
+}
+#endif
+
 // The ops (each defined in its own file).
 Op& MatMulQ4_1();
 Op& CachedAttention();
+Op& SwiGLU();
 
 }  // namespace marquee

@@ -101,10 +101,11 @@ def test_graph_follows_the_optimum_contract(tiny_dirs):
     assert "past_key_values.1.value" in inputs and "present.1.value" in outputs
     assert outputs[0] == "logits"
     ops = {n.op_type for n in graph.node}
-    assert {"GatherBlockQuantized", "MatMulQ4_1", "CachedAttention"} <= ops
+    assert {"GatherBlockQuantized", "MatMulQ4_1", "CachedAttention", "SwiGLU"} <= ops
+    assert not {"Split", "RotaryEmbedding"} & ops  # packed projections into our ops
     nbits = {n.op_type for n in onnx.load(tiny_dirs["q4-nbits"] / "model.onnx").graph.node}
-    assert {"MatMulNBits", "GroupQueryAttention"} <= nbits
-    assert not {"MatMulQ4_1", "CachedAttention"} & nbits
+    assert {"MatMulNBits", "GroupQueryAttention", "RotaryEmbedding"} <= nbits
+    assert not {"MatMulQ4_1", "CachedAttention", "SwiGLU"} & nbits
     fp32_ops = {n.op_type for n in onnx.load(tiny_dirs["fp32"] / "model.onnx").graph.node}
     assert not {"MatMulNBits", "GatherBlockQuantized"} & fp32_ops
 

@@ -1,5 +1,6 @@
 """Marquee's onnxruntime custom ops against numpy: ``MatMulQ4_1`` on real GGUF Q4_1 blocks,
-``CachedAttention`` on caches with left padding; how the library is built and chosen."""
+``CachedAttention`` on caches with left padding, ``SwiGLU``; how the library is built and
+chosen."""
 
 from __future__ import annotations
 
@@ -44,18 +45,18 @@ def q4_1_weight(k: int, n: int, seed: int = 0):
     return block, stored.reshape(n, k // 32, -1), dequantize(stored, Q4_1).reshape(n, k)
 
 
-def session(library: Path, block, k: int, n: int, k_attr: int | None = None):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    node = helper.make_node(
-        "MatMulQ4_1", ["x", "q", "d", "m"], ["y"], domain=kernels.DOMAIN, K=k_attr or k, N=n
-    )
-    inits = [
-        numpy_helper.from_array(block.gguf_nibbles(), "q"),
-        numpy_helper.from_array(block.scales, "d"),
-        numpy_helper.from_array(block.mins, "m"),
+def op_session(library: Path, node, types: dict[str, int] | None = None, inits=()):
+    """A session of one of our ops: graph inputs are the node's inputs that are not
+    initializers (float unless ``types`` says otherwise), outputs all float."""
+    types = types or {}
+    given = {init.name for init in inits}
+    inputs = [
+        helper.make_tensor_value_info(n, types.get(n, TensorProto.FLOAT), None)
+        for n in node.input
+        if n not in given
     ]
-    graph = helper.make_graph([node], "q4_1", [x], [y], inits)
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in node.output]
+    graph = helper.make_graph([node], node.op_type, inputs, outputs, list(inits))
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(kernels.DOMAIN, 1)]
     )
@@ -64,6 +65,18 @@ def session(library: Path, block, k: int, n: int, k_attr: int | None = None):
     so.register_custom_ops_library(str(library))
     so.intra_op_num_threads = 2
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def session(library: Path, block, k: int, n: int, k_attr: int | None = None):
+    node = helper.make_node(
+        "MatMulQ4_1", ["x", "q", "d", "m"], ["y"], domain=kernels.DOMAIN, K=k_attr or k, N=n
+    )
+    inits = [
+        numpy_helper.from_array(block.gguf_nibbles(), "q"),
+        numpy_helper.from_array(block.scales, "d"),
+        numpy_helper.from_array(block.mins, "m"),
+    ]
+    return op_session(library, node, inits=inits)
 
 
 def check_against_numpy(library: Path) -> None:
@@ -105,35 +118,21 @@ STEPS = [(1, 1, 0), (1, 1, 7), (3, 1, 20), (16, 1, 100), (2, 5, 0), (4, 17, 3), 
 
 
 def attention_session(library: Path, heads: int, kv_heads: int, **attributes):
-    names = ["q", "k", "v", "past_k", "past_v", "bias"]
     node = helper.make_node(
         "CachedAttention",
-        names,
+        ["qkv", "past_k", "past_v", "bias", "position_ids", "cos", "sin"],
         ["out", "present_k", "present_v"],
         domain=kernels.DOMAIN,
         num_heads=heads,
         kv_num_heads=kv_heads,
         **attributes,
     )
-    graph = helper.make_graph(
-        [node],
-        "attention",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in node.output],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(kernels.DOMAIN, 1)]
-    )
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(str(library))
-    so.intra_op_num_threads = 2
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return op_session(library, node, {"position_ids": TensorProto.INT64})
 
 
 def attention_inputs(batch, new, cached, heads, kv_heads, dim, rng) -> dict[str, np.ndarray]:
-    """Random queries, keys, values and cache; rows left-padded by up to a third of the
-    length (row 0 by none), the bias as the converter's graph builds it."""
+    """Random projections and cache; rows left-padded by up to a third of the length (row 0
+    by none), with the bias and positions the engine and the converter's graph give them."""
     total = cached + new
     valid = np.ones((batch, total), bool)
     for b, pad in enumerate(rng.integers(0, max(1, total // 3), batch)):
@@ -141,31 +140,42 @@ def attention_inputs(batch, new, cached, heads, kv_heads, dim, rng) -> dict[str,
     causal = np.arange(total)[None, :] <= np.arange(cached, total)[:, None]
     allowed = causal[None] & valid[:, None, :]
     bias = np.where(allowed, 0, np.finfo(np.float32).min).astype(np.float32)[:, None]
+    positions = np.clip(np.cumsum(valid, axis=1) - 1, 0, None)[:, cached:]
+    angles = np.arange(total + 3)[:, None] / 10_000 ** (np.arange(0, dim, 2) / dim)
 
     def normal(*shape):
         return rng.standard_normal(shape).astype(np.float32)
 
     return {
-        "q": normal(batch, new, heads * dim),
-        "k": normal(batch, new, kv_heads * dim),
-        "v": normal(batch, new, kv_heads * dim),
+        "qkv": normal(batch, new, (heads + 2 * kv_heads) * dim),
         "past_k": normal(batch, kv_heads, cached, dim),
         "past_v": normal(batch, kv_heads, cached, dim),
         "bias": bias,
+        "position_ids": positions.astype(np.int64),
+        "cos": np.cos(angles).astype(np.float32),
+        "sin": np.sin(angles).astype(np.float32),
     }
+
+
+def rope(x, positions, cos, sin):
+    """Rotate-half rotary embedding of ``x`` [batch, new, heads, dim], as transformers has it."""
+    half = x.shape[-1] // 2
+    c, s = cos[positions][:, :, None], sin[positions][:, :, None]  # [batch, new, 1, half]
+    x1, x2 = x[..., :half], x[..., half:]
+    return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
 def attention_reference(f, heads, kv_heads, dim, scale=None):
     """``(context, present K, present V)`` in float64, KV heads repeated per query head."""
-    batch, new, _ = f["q"].shape
-
-    def cache(past, now):
-        now = now.reshape(batch, new, kv_heads, dim).transpose(0, 2, 1, 3)
-        return np.concatenate([past, now], axis=2)
-
-    keys, values = cache(f["past_k"], f["k"]), cache(f["past_v"], f["v"])
-    q = f["q"].reshape(batch, new, heads, dim).transpose(0, 2, 1, 3).astype(np.float64)
+    batch, new, _ = f["qkv"].shape
+    qkv = f["qkv"].reshape(batch, new, heads + 2 * kv_heads, dim)
+    q = rope(qkv[:, :, :heads], f["position_ids"], f["cos"], f["sin"])
+    k = rope(qkv[:, :, heads : heads + kv_heads], f["position_ids"], f["cos"], f["sin"])
+    v = qkv[:, :, heads + kv_heads :]
+    keys = np.concatenate([f["past_k"], k.transpose(0, 2, 1, 3)], axis=2)
+    values = np.concatenate([f["past_v"], v.transpose(0, 2, 1, 3)], axis=2)
     group = heads // kv_heads
+    q = q.transpose(0, 2, 1, 3).astype(np.float64)
     k64 = np.repeat(keys.astype(np.float64), group, axis=1)
     v64 = np.repeat(values.astype(np.float64), group, axis=1)
     scores = q @ k64.transpose(0, 1, 3, 2) * (scale or 1 / np.sqrt(dim)) + f["bias"]
@@ -175,10 +185,21 @@ def attention_reference(f, heads, kv_heads, dim, scale=None):
     return context, keys, values
 
 
-def check_attention_against_numpy(library: Path) -> None:
-    """Every head layout and step: the cache concatenated exactly, the context to float32
-    rounding for every query that may attend something (a padding position's query is
+def assert_cache(present, expected, cached):
+    """The cached positions exactly, the new ones (rotated keys) to float32 rounding."""
+    np.testing.assert_array_equal(present[:, :, :cached], expected[:, :, :cached])
+    np.testing.assert_allclose(present[:, :, cached:], expected[:, :, cached:], rtol=0, atol=1e-6)
+
+
+def attending(f) -> np.ndarray:
+    """[batch, new]: queries that may attend something (a padding position's query is
     masked everywhere; its context only has to be finite)."""
+    return (f["bias"][:, 0] > np.finfo(np.float32).min).any(-1)
+
+
+def check_attention_against_numpy(library: Path) -> None:
+    """Every head layout and step: the cache concatenated (keys rotated), the context to
+    float32 rounding for every query that may attend something."""
     rng = np.random.default_rng(7)
     for heads, kv_heads, dim in HEADS:
         sess = attention_session(library, heads, kv_heads)
@@ -186,10 +207,10 @@ def check_attention_against_numpy(library: Path) -> None:
             f = attention_inputs(batch, new, cached, heads, kv_heads, dim, rng)
             out, present_k, present_v = sess.run(None, f)
             context, keys, values = attention_reference(f, heads, kv_heads, dim)
-            np.testing.assert_array_equal(present_k, keys)
-            np.testing.assert_array_equal(present_v, values)
-            attends = (f["bias"][:, 0] > np.finfo(np.float32).min).any(-1)  # [batch, new]
+            assert_cache(present_k, keys, cached)
+            assert_cache(present_v, values, cached)
             assert np.isfinite(out).all()
+            attends = attending(f)
             np.testing.assert_allclose(out[attends], context[attends], rtol=0, atol=2e-6)
 
 
@@ -203,14 +224,20 @@ def test_attention_scale_and_refusals(library):
     (out, _, _) = attention_session(library, 4, 2, scale=0.5).run(None, f)
     np.testing.assert_allclose(out, attention_reference(f, 4, 2, 16, 0.5)[0], rtol=0, atol=2e-6)
     sess = attention_session(library, 4, 2)
-    with pytest.raises(Exception, match=r"past K and V must hold T - S positions"):
-        sess.run(None, {**f, "bias": f["bias"][..., 1:]})
-    with pytest.raises(Exception, match=r"the bias must be \[B, 1, S, T\]"):
-        sess.run(None, {**f, "bias": f["bias"][:, :, :2]})
-    with pytest.raises(Exception, match=r"K and V must be \[B, S, kv_num_heads \* head_size\]"):
-        sess.run(None, {**f, "k": f["k"][..., 1:]})
-    with pytest.raises(Exception, match="past K and V must be"):
-        sess.run(None, {**f, "past_v": f["past_v"][:, :, 1:]})
+    refused = {
+        r"past K and V must hold T - S positions": {"bias": f["bias"][..., 1:]},
+        r"the bias must be \[B, 1, S, T\]": {"bias": f["bias"][:, :, :2]},
+        r"QKV must be \[B, S, \(num_heads \+ 2 kv_num_heads\) \* head_size\]": {
+            "qkv": f["qkv"][..., 1:]
+        },
+        "past K and V must be": {"past_v": f["past_v"][:, :, 1:]},
+        r"position_ids must be \[B, S\]": {"position_ids": f["position_ids"][:, 1:]},
+        "cos and sin must be": {"sin": f["sin"][:, 1:]},
+        "outside the rotary tables": {"position_ids": f["position_ids"] + len(f["cos"])},
+    }
+    for message, change in refused.items():
+        with pytest.raises(Exception, match=message):
+            sess.run(None, {**f, **change})
     with pytest.raises(Exception, match="positive multiple of kv_num_heads"):
         attention_session(library, 4, 3)
 
@@ -226,25 +253,24 @@ def check_preallocated_cache(library: Path) -> None:
     for batch, new, cached in [(2, 1, 9), (3, 5, 0), (1, 4, 28)]:
         f = attention_inputs(batch, new, cached, heads, kv_heads, dim, rng)
         context, keys, values = attention_reference(f, heads, kv_heads, dim)
-        attends = (f["bias"][:, 0] > np.finfo(np.float32).min).any(-1)
+        attends = attending(f)
         buffers = {}
         for name, valid in (("past_k", f["past_k"]), ("past_v", f["past_v"])):
             buffers[name] = rng.standard_normal((batch, kv_heads, capacity, dim)).astype("f")
             buffers[name][:, :, :cached] = valid
         # Not shared: present is the past buffer with the new positions written in.
-        out, present_k, present_v = sess.run(
-            None, {**f, **{n: b.copy() for n, b in buffers.items()}}
-        )
+        copies = {name: buffer.copy() for name, buffer in buffers.items()}
+        out, present_k, present_v = sess.run(None, {**f, **copies})
         np.testing.assert_allclose(out[attends], context[attends], rtol=0, atol=2e-6)
         for present, name, full in ((present_k, "past_k", keys), (present_v, "past_v", values)):
             assert present.shape == (batch, kv_heads, capacity, dim)
-            np.testing.assert_array_equal(present[:, :, : cached + new], full)
+            assert_cache(present[:, :, : cached + new], full, cached)
             np.testing.assert_array_equal(
                 present[:, :, cached + new :], buffers[name][:, :, cached + new :]
             )
         # Shared: the same OrtValue bound as past and present.
         binding = sess.io_binding()
-        for name in ("q", "k", "v", "bias"):
+        for name in ("qkv", "bias", "position_ids", "cos", "sin"):
             binding.bind_cpu_input(name, f[name])
         values_ = {n: OrtValue.ortvalue_from_numpy(b) for n, b in buffers.items()}
         for name, value in values_.items():
@@ -255,12 +281,35 @@ def check_preallocated_cache(library: Path) -> None:
         sess.run_with_iobinding(binding)
         shared_out = binding.get_outputs()[0].numpy()
         np.testing.assert_allclose(shared_out[attends], context[attends], rtol=0, atol=2e-6)
-        np.testing.assert_array_equal(buffers["past_k"][:, :, : cached + new], keys)
-        np.testing.assert_array_equal(buffers["past_v"][:, :, : cached + new], values)
+        assert_cache(buffers["past_k"][:, :, : cached + new], keys, cached)
+        assert_cache(buffers["past_v"][:, :, : cached + new], values, cached)
 
 
 def test_attention_appends_in_place_to_a_preallocated_cache(library):
     check_preallocated_cache(library)
+
+
+def check_swiglu_against_numpy(library: Path) -> None:
+    """silu(gate) * up to float32 rounding, for widths with and without a part vector,
+    2-D and 3-D, gates far out in both tails, and no rows."""
+    node = helper.make_node("SwiGLU", ["x"], ["y"], domain=kernels.DOMAIN)
+    sess = op_session(library, node)
+    rng = np.random.default_rng(5)
+    for shape in [(1, 2 * 1536), (9, 2 * 16), (3, 5, 2 * 37), (2, 0, 8)]:
+        x = (rng.standard_normal(shape) * 4).astype(np.float32)
+        x.reshape(-1)[: min(x.size, 4)] = [-200, 200, -88.5, 90][: min(x.size, 4)]
+        (y,) = sess.run(None, {"x": x})
+        width = shape[-1] // 2
+        gate, up = x[..., :width].astype(np.float64), x[..., width:].astype(np.float64)
+        expected = gate / (1 + np.exp(-gate)) * up
+        assert y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-30)
+    with pytest.raises(Exception, match="last dimension must be even"):
+        sess.run(None, {"x": np.zeros((2, 5), np.float32)})
+
+
+def test_swiglu_matches_numpy(library):
+    check_swiglu_against_numpy(library)
 
 
 def test_portable_path_matches_too(library):
@@ -270,11 +319,13 @@ def test_portable_path_matches_too(library):
     code = (
         "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3]; "
         "from test_generator_kernels import check_against_numpy, "
-        "check_attention_against_numpy, check_preallocated_cache, kernels; "
+        "check_attention_against_numpy, check_preallocated_cache, "
+        "check_swiglu_against_numpy, kernels; "
         "assert kernels.kernel_path(Path(sys.argv[3])) == 'portable'; "
         "check_against_numpy(Path(sys.argv[3])); "
         "check_attention_against_numpy(Path(sys.argv[3])); "
-        "check_preallocated_cache(Path(sys.argv[3]))"
+        "check_preallocated_cache(Path(sys.argv[3])); "
+        "check_swiglu_against_numpy(Path(sys.argv[3]))"
     )
     here = Path(__file__).parent
     root = here.parents[2]

@@ -33,12 +33,14 @@ from services.generator.settings import DEFAULT_MODELS_CACHE
 FIXTURE = Path(__file__).with_name("reference") / "smollm2_reference.npz"
 
 #: variant -> (logit tolerance, minimum argmax agreement, leading greedy tokens that must
-#: equal transformers' (None: all of them, and the text))
+#: equal transformers' (None: all of them, and the text)). q4-int8: only the first, as
+#: transformers' own second token for "plain" wins by 0.04 (4.553 vs 4.509), far inside
+#: the 1.5 this build's logits may move.
 VARIANTS = {
     "fp32": (1e-3, 1.0, None),
     "q4-exact": (1e-3, 1.0, None),
     "q4": (0.5, 0.98, None),
-    "q4-int8": (1.5, 0.85, 4),
+    "q4-int8": (1.5, 0.85, 1),
 }
 
 
