@@ -247,6 +247,17 @@ void AttendTask(void* data, size_t task) {
   }
 }
 
+// A decode step (one new position), one task per (batch row, KV head): phase 1, then
+// phase 2 for the query heads that read this KV head. One round of tasks instead of two:
+// at batch 1 the second round's wake-up cost more than its work.
+void DecodeTask(void* data, size_t task) {
+  AppendTask(data, task);
+  const Problem& p = *static_cast<const Problem*>(data);
+  const int64_t b = int64_t(task) / p.kv_heads, kv = int64_t(task) % p.kv_heads;
+  for (int64_t h = kv * p.group; h < (kv + 1) * p.group; ++h)
+    AttendTask(data, size_t(b * p.heads + h));  // one chunk per head: `chunks` is 1
+}
+
 struct Kernel {
   int64_t heads, kv_heads;
   float scale;
@@ -297,12 +308,16 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   RETURN_IF_ERROR(Output(context, 1, present, &p.present_k));
   RETURN_IF_ERROR(Output(context, 2, present, &p.present_v));
   if (p.batch == 0 || p.present_capacity == 0) return nullptr;
-  RETURN_IF_ERROR(
-      api->KernelContext_ParallelFor(context, AppendTask, size_t(p.batch * p.kv_heads), 0, &p));
-  if (p.seq == 0) return nullptr;
   p.chunks = (p.seq + kQueriesPerTask - 1) / kQueriesPerTask;
-  RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, AttendTask,
-                                                 size_t(p.batch * p.heads * p.chunks), 0, &p));
+  const size_t kv_tasks = size_t(p.batch * p.kv_heads);
+  if (p.seq == 1) {
+    RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, DecodeTask, kv_tasks, 0, &p));
+  } else {
+    RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, AppendTask, kv_tasks, 0, &p));
+    if (p.seq > 0)
+      RETURN_IF_ERROR(api->KernelContext_ParallelFor(
+          context, AttendTask, size_t(p.batch * p.heads * p.chunks), 0, &p));
+  }
   if (p.failed) return api->CreateStatus(ORT_FAIL, "CachedAttention: out of memory");
   return nullptr;
 }
