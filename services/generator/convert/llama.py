@@ -11,11 +11,12 @@ llama.cpp's Q/K rows, RMSNorm, SiLU-gated MLP, grouped-query attention, additive
 float32's minimum), so logits can be compared with transformers' to float rounding.
 Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``), Q4_1
 blocks with fp32 compute to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
-(fused with the residual add) and RoPE use onnxruntime's contrib kernels. Attention is one
-fused node per layer by default, our ``CachedAttention`` (``kernel="marquee"``) or
-onnxruntime's ``GroupQueryAttention``, or standard ops (queries grouped per KV head, so KV
-heads are never repeated) with ``attention="ops"``: onnxruntime's CUDA GroupQueryAttention
-takes fp16/bf16 only, so an fp32 graph meant for a GPU wants "ops".
+(fused with the residual add) uses onnxruntime's contrib kernel. Attention is one fused
+node per layer by default, our ``CachedAttention`` with rotary embedding inside
+(``kernel="marquee"``) or onnxruntime's ``RotaryEmbedding`` and ``GroupQueryAttention``,
+or standard ops (queries grouped per KV head, so KV heads are never repeated) with
+``attention="ops"``: onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only, so an
+fp32 graph meant for a GPU wants "ops".
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ class GraphOptions:
     #: under CUDA it would run on the CPU; "ops": the same attention in standard ONNX ops,
     #: which run on either device.
     attention: Attention = "gqa"
-    #: Whose kernels run attention ("gqa") and the Q4_1 matmuls with fp32 compute.
-    #: "marquee": our custom ops (``services/generator/kernels``; CPU only; the converter
-    #: compiles them into the model directory): ``CachedAttention`` and, exact, one
-    #: ``MatMulQ4_1`` per projection. "onnxruntime": GroupQueryAttention, and
-    #: ``MatMulNBits`` plus the offset term (stock onnxruntime, any provider).
+    #: Whose kernels run attention ("gqa", with rotary embedding), the Q4_1 matmuls with
+    #: fp32 compute and the MLP's activation. "marquee": our custom ops
+    #: (``services/generator/kernels``; CPU only; the converter compiles them into the
+    #: model directory): ``CachedAttention``, exact ``MatMulQ4_1`` per projection,
+    #: ``SwiGLU``. "onnxruntime": RotaryEmbedding and GroupQueryAttention, ``MatMulNBits``
+    #: plus the offset term, Sigmoid and Mul (stock onnxruntime, any provider).
     kernel: Kernel = "marquee"
 
 

@@ -219,7 +219,9 @@ class Decoder:
             needed = cache.length + new
             grown = self._room(max(2 * cache.capacity, needed), needed)
             cache = self._buffers(batch, grown, [b[:, :, : cache.length] for b in cache.buffers])
-        bound = cache.binding is not None
+        # A cache's binding is reused by the steps after it; one that wants every position's
+        # logits gets a fresh one (the reused one has num_logits_to_keep bound).
+        bound = cache.binding is not None and not all_logits
         binding = cache.binding if bound else self.session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
         if self.has_attention_mask:

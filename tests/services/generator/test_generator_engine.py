@@ -46,6 +46,27 @@ def test_cached_decoding_matches_recomputing_the_sequence(tiny_engine):
     np.testing.assert_allclose(np.array(stepwise), full[0, 5:], rtol=0, atol=CACHE_ATOL)
 
 
+def test_all_logits_on_a_cache_from_earlier_steps(tiny_engine):
+    """A shared-buffer cache keeps its binding (last-position logits only) for the next
+    step; a step that asks for every position's logits still gets them."""
+    d = tiny_engine.decoder
+    ids = tiny_engine.tokenizer.encode(PROMPTS[1])[:8]
+    first = np.array([ids[:4]])
+    _, cache = d.step(first, np.ones_like(first), np.arange(4)[None], d.empty_cache(1))
+    _, cache = d.step(np.array([[ids[4]]]), np.ones((1, 5), np.int64), np.array([[4]]), cache)
+    assert cache.binding is not None
+    rest = np.array([ids[5:]])
+    logits, _ = d.step(
+        rest, np.ones((1, 8), np.int64), np.arange(5, 8)[None], cache, all_logits=True
+    )
+    whole = np.array([ids])
+    full, _ = d.step(
+        whole, np.ones_like(whole), np.arange(8)[None], d.empty_cache(1), all_logits=True
+    )
+    assert logits.shape == (1, 3, full.shape[-1])
+    np.testing.assert_allclose(logits[0], full[0, 5:], rtol=0, atol=CACHE_ATOL)
+
+
 def test_left_padded_row_matches_the_row_alone(tiny_engine):
     d = tiny_engine.decoder
     short, long = (tiny_engine.tokenizer.encode(p) for p in PROMPTS[:2])

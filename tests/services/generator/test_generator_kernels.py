@@ -314,7 +314,7 @@ def test_swiglu_matches_numpy(library):
 
 def test_portable_path_matches_too(library):
     """The path for CPUs without AVX-512, forced on this one (a fresh process: the
-    library picks its path when it loads)."""
+    library picks its path once, on first use)."""
     env = {**os.environ, "MARQUEE_KERNELS_PORTABLE": "1"}
     code = (
         "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3]; "
