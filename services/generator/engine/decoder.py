@@ -45,7 +45,8 @@ class KVCache:
     #: Shared buffers only: the numpy arrays behind ``values`` (same memory).
     buffers: list | None = None
     #: Shared buffers only: the IOBinding that binds them as past and present, made by the
-    #: first step on them and reused (binding 2 x layers values took ~0.8 ms a step).
+    #: first step on them and reused (rebinding 2 x layers values each step, with reading
+    #: every output back, made most of ~0.8 ms a step outside the session at batch 1).
     binding: object | None = field(default=None, repr=False)
 
     # With shared buffers, the cache a step returns writes into the same memory as the
