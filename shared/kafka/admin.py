@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError, for_code
 
 from ..config import Settings
 from ..topics import TOPICS, TopicSpec
@@ -51,6 +52,26 @@ def _wanted(spec: TopicSpec, partitions: int | None) -> int:
     return partitions if partitions and not spec.name.endswith(".dlq") else spec.partitions
 
 
+def _await_partitions(admin: KafkaAdminClient, wanted: dict[str, int], timeout_s: float) -> None:
+    """Block until the broker's metadata shows each topic's new partitions with a leader.
+    The controller accepts CreatePartitions before the brokers learn of it (KRaft propagates
+    it through the metadata log), so a describe or a producer right after can still see the
+    old count."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        short = {
+            t["name"]: len(t["partitions"])
+            for t in admin.describe_topics(list(wanted))
+            if len(t["partitions"]) < wanted[t["name"]]
+            or any(p.get("leader_id", -1) < 0 for p in t["partitions"])
+        }
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            raise KafkaTimeoutError(f"new partitions not visible after {timeout_s:g} s: {short}")
+        time.sleep(0.1)
+
+
 def ensure_topics(
     admin: KafkaAdminClient,
     *,
@@ -64,6 +85,7 @@ def ensure_topics(
     retention/cleanup to the registry's values. Partitions are never reduced and the
     replication factor is never changed: those show up in ``drift``."""
     report = TopicReport()
+    grown: dict[str, int] = {}
     names = {f"{prefix}{name}": spec for name, spec in specs.items()}
     existing = set(admin.list_topics())
 
@@ -113,6 +135,7 @@ def ensure_topics(
         if have_parts < want_parts:
             if reconcile:
                 admin.create_partitions({name: want_parts})
+                grown[name] = want_parts
                 fixes.append(f"partitions {have_parts} -> {want_parts}")
             else:
                 problems.append(f"partitions {have_parts}, registry says {want_parts}")
@@ -140,6 +163,8 @@ def ensure_topics(
             report.drift[name] = problems
         if not fixes and not problems:
             report.unchanged.append(name)
+    if grown:
+        _await_partitions(admin, grown, timeout_s=10.0)
     for name, fixes in report.reconciled.items():
         log.info("topic %s reconciled: %s", name, "; ".join(fixes))
     return report
