@@ -75,19 +75,30 @@ def compiler() -> str | None:
     return None
 
 
-def fast_path_cpu() -> bool:
-    """Whether this CPU has the AVX-512 the kernel's fast path needs (the portable path is
-    slower than onnxruntime's MatMulNBits)."""
+def _cpu_flags() -> set[str]:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
     except OSError:
-        return False
+        return set()
     flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
-    return flags is not None and {"avx512f", "fma"} <= set(flags.group(1).split())
+    return set(flags.group(1).split()) if flags else set()
+
+
+def fast_path_cpu() -> bool:
+    """Whether this CPU has the AVX-512 the kernel's fast path needs (the portable path is
+    slower than onnxruntime's MatMulNBits)."""
+    return {"avx512f", "fma"} <= _cpu_flags()
+
+
+def amx_cpu() -> bool:
+    """Whether this CPU has the AMX tiles MatMulQ4_1 uses from 8 rows (batched decode steps,
+    prompt passes) as well."""
+    return fast_path_cpu() and {"amx_tile", "amx_bf16", "avx512bw"} <= _cpu_flags()
 
 
 def kernel_path(library: Path) -> str:
-    """Which path ``library`` runs on this CPU: ``"avx512"`` or ``"portable"``."""
+    """Which path ``library`` runs on this CPU: ``"avx512+amx"``, ``"avx512"`` or
+    ``"portable"``."""
     probe = ctypes.CDLL(str(library)).MarqueeKernelPath
     probe.restype = ctypes.c_char_p
     return probe().decode()

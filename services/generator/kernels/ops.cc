@@ -4,6 +4,12 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace marquee {
 
 const OrtApi* api = nullptr;
@@ -14,6 +20,24 @@ bool UsesAvx512() {
                              __builtin_cpu_supports("fma") &&
                              std::getenv("MARQUEE_KERNELS_PORTABLE") == nullptr;
   return avx512;
+#else
+  return false;
+#endif
+}
+
+bool UsesAmx() {
+#if defined(MARQUEE_AVX512) && defined(__linux__)
+  static const bool amx = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!UsesAvx512() || !__builtin_cpu_supports("avx512bw") ||
+        std::getenv("MARQUEE_KERNELS_NO_AMX") != nullptr || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+      return false;
+    const bool tiles = (d >> 24) & 1, bf16 = (d >> 22) & 1;
+    // Linux hands out the 8 KB tile state only to processes that ask (ARCH_REQ_XCOMP_PERM
+    // for XFEATURE_XTILEDATA).
+    return tiles && bf16 && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  }();
+  return amx;
 #else
   return false;
 #endif
@@ -113,7 +137,9 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   return api->AddCustomOpDomain(options, domain);
 }
 
-// Which path this CPU runs ("avx512" or "portable"), for tests and `marquee model info`.
+// Which path this CPU runs ("avx512+amx", "avx512" or "portable"), for tests and
+// `marquee model info`.
 extern "C" __attribute__((visibility("default"))) const char* MarqueeKernelPath() {
+  if (marquee::UsesAmx()) return "avx512+amx";
   return marquee::UsesAvx512() ? "avx512" : "portable";
 }

@@ -23,6 +23,10 @@ extern const OrtApi* api;
 // (tests force the portable paths with it).
 bool UsesAvx512();
 
+// Whether MatMulQ4_1 may use AMX bf16 tiles: UsesAvx512(), the CPU has AMX-BF16 and
+// AVX512-BW, Linux grants the tile state, and MARQUEE_KERNELS_NO_AMX is unset.
+bool UsesAmx();
+
 #define RETURN_IF_ERROR(expr)            \
   do {                                   \
     if (OrtStatus* s = (expr)) return s; \

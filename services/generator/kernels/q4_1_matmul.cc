@@ -12,11 +12,16 @@
 // - decode steps (up to kPanelMinRows rows): each block is dequantized once, in registers,
 //   and used for up to eight rows at a time;
 // - prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
-//   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice).
-// Columns are spread over the session's intra-op threads, 32 per task.
+//   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice);
+// - on CPUs with AMX, from kAmxMinRows rows (batched decode steps and prompt passes):
+//   bf16 tiles, with x split into three bf16 terms so the result keeps fp32's precision
+//   (see ColumnsAmx), on a rearranged copy of the weights made on first use.
+// Columns are spread over the session's intra-op threads, 32 per task (64 with AMX).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <mutex>
 #include <new>
 #include <utility>
 #include <vector>
@@ -40,6 +45,14 @@ constexpr int kPanelRows = 12;
 // many blocks ahead (512 bytes ahead in the nibbles, in the scales and in the minimums).
 constexpr int kPrefetchRows = 2;
 constexpr int64_t kPrefetchBlocks = 32;
+// From this many rows on, CPUs with AMX multiply in bf16 tiles (see ColumnsAmx).
+constexpr int64_t kAmxMinRows = 8;
+// Columns per AMX task, in groups of 16: each block of x, loaded into tiles once, serves them
+// all.
+constexpr int kAmxGroups = 4;
+constexpr int64_t kAmxColumnsPerTask = 16 * kAmxGroups;
+
+struct AmxInput;
 
 struct Problem {
   const float* x;
@@ -48,6 +61,8 @@ struct Problem {
   const float* m;
   float* y;
   int64_t rows, k, n, blocks;
+  // x in the AMX path's form, when it runs.
+  const AmxInput* amx = nullptr;
   // Set by a task that could not allocate its scratch (exceptions must not cross the C API).
   mutable std::atomic<bool> failed{false};
 };
@@ -241,14 +256,200 @@ __attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int6
     RemainderAvx512(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
 }
 
+// AMX (bf16 tiles), from kAmxMinRows rows: Y = sum over blocks of d * (x . q) + m * sum(x).
+// The nibbles q (0..15) are exact in bf16, and x is split into three bf16 terms (24
+// significant bits), so the tiles, summing in fp32, agree with the fp32 path to its own
+// rounding. Within each block x is stored as pairs (element i, element i + 16), the order in
+// which a Q4_1 byte holds its two nibbles, so a tile row of nibbles is byte i of 16 columns.
+
+// The weights rearranged for the tiles, once per node on first use (the same size again as
+// Q, D and M), in the order a task reads them: per task's columns, block and group of 16
+// columns, byte i of each column side by side ([tasks][blocks][kAmxGroups][16][16]), and
+// the columns' scales and minimums ([tasks][blocks][kAmxGroups][32]).
+struct AmxWeights {
+  std::once_flag once;
+  std::vector<uint8_t> q;
+  std::vector<float> dm;
+};
+
+void RepackAmx(const Problem& p, AmxWeights* w) {
+  const int64_t items = (p.n + kAmxColumnsPerTask - 1) / kAmxColumnsPerTask * kAmxGroups * p.blocks;
+  w->q.assign(size_t(items * 256), 0);
+  w->dm.assign(size_t(items * 32), 0.0f);
+  for (int64_t n = 0; n < p.n; ++n)
+    for (int64_t b = 0; b < p.blocks; ++b) {
+      const int64_t task = n / kAmxColumnsPerTask, group = n % kAmxColumnsPerTask / 16;
+      const int64_t at = (task * p.blocks + b) * kAmxGroups + group, c = n % 16;
+      const uint8_t* from = p.q + (n * p.blocks + b) * 16;
+      for (int i = 0; i < 16; ++i) w->q[size_t(at * 256 + i * 16 + c)] = from[i];
+      w->dm[size_t(at * 32 + c)] = p.d[n * p.blocks + b];
+      w->dm[size_t(at * 32 + 16 + c)] = p.m[n * p.blocks + b];
+    }
+}
+
+struct AmxInput {
+  // [rows16 / 16][blocks][hi, mid, lo][16 rows][16 pairs of bf16]: each tile is 1 KB in a row.
+  std::vector<uint32_t> x;
+  std::vector<float> sums;  // [rows16, blocks]
+  int64_t rows16;
+  const AmxWeights* weights;
+};
+
+__attribute__((target("avx512f,avx512bw"))) inline __m512i RoundBf16(__m512 v) {
+  // Round to nearest even; the bf16 is the upper half of each lane (the lower half is zero).
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i up = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF)), odd);
+  return _mm512_and_si512(up, _mm512_set1_epi32(int(0xFFFF0000u)));
+}
+
+__attribute__((target("avx512f,avx512bw"))) void PrepareAmx(const Problem& p, AmxInput* in) {
+  in->rows16 = (p.rows + 15) / 16 * 16;
+  in->x.assign(size_t(in->rows16 * p.blocks * 48), 0u);
+  in->sums.assign(size_t(in->rows16 * p.blocks), 0.0f);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t b = 0; b < p.blocks; ++b) {
+      const float* x = p.x + r * p.k + b * kBlock;
+      __m512 a = _mm512_loadu_ps(x), c = _mm512_loadu_ps(x + 16);
+      in->sums[size_t(r * p.blocks + b)] = _mm512_reduce_add_ps(_mm512_add_ps(a, c));
+      uint32_t* out = in->x.data() + ((r / 16 * p.blocks + b) * 48 + r % 16) * 16;
+      for (int term = 0; term < 3; ++term) {
+        const __m512i at = RoundBf16(a), ct = RoundBf16(c);
+        _mm512_storeu_si512(out + term * 256, _mm512_or_si512(_mm512_srli_epi32(at, 16), ct));
+        a = _mm512_sub_ps(a, _mm512_castsi512_ps(at));
+        c = _mm512_sub_ps(c, _mm512_castsi512_ps(ct));
+      }
+    }
+}
+
+struct TileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t bytes_per_row[16];
+  uint8_t rows[16];
+};
+
+// A tile of nibbles from 16 columns' bytes of one block: row i holds, per column, the bf16
+// pair (q[i], q[i + 16]).
+__attribute__((target("avx512f,avx512bw"))) inline void NibbleTile(const uint8_t* bytes,
+                                                                   uint32_t* tile) {
+  // A 16-bit lane's low 5 bits pick bf16(v & 15): 1.0 is 0x3F80, 2.0 0x4000, ...
+  alignas(64) static const uint16_t kBf16[32] = {
+      0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0,
+      0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170,
+      0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0,
+      0x4100, 0x4110, 0x4120, 0x4130, 0x4140, 0x4150, 0x4160, 0x4170};
+  const __m512i bf16_of = _mm512_load_si512(kBf16);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    // Low 16 bits: the byte (its low nibble counts); high 16: the byte shifted down by 4.
+    const __m512i v =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + 16 * i)));
+    const __m512i pair = _mm512_mask_blend_epi16(0x55555555, _mm512_slli_epi32(v, 12), v);
+    _mm512_store_si512(tile + 16 * i, _mm512_permutexvar_epi16(pair, bf16_of));
+  }
+}
+
+// One block's products for 16 rows and 16 columns into `out`: tile C = x's three terms
+// (tiles 2-4) times the nibbles (tile B). (GCC's tile intrinsics paste the register number
+// into the instruction, so C and B must be literals.)
+#define MARQUEE_BLOCK_PRODUCTS(C, B, nibbles, out) \
+  do {                                             \
+    _tile_loadd(B, nibbles, 64);                   \
+    _tile_zero(C);                                 \
+    _tile_dpbf16ps(C, 2, B);                       \
+    _tile_dpbf16ps(C, 3, B);                       \
+    _tile_dpbf16ps(C, 4, B);                       \
+    _tile_stored(C, out, 64);                      \
+  } while (0)
+
+// acc[r] += products[r] * d + sums[r] * m for 16 rows.
+__attribute__((target("avx512f,fma"))) inline void Scale(float (*acc)[16],
+                                                         const float (*products)[16],
+                                                         const float* dm, const float* sums,
+                                                         int64_t sums_stride) {
+  const __m512 d = _mm512_loadu_ps(dm), m = _mm512_loadu_ps(dm + 16);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) {
+    const __m512 sum = _mm512_fmadd_ps(_mm512_set1_ps(sums[r * sums_stride]), m,
+                                       _mm512_load_ps(acc[r]));
+    _mm512_store_ps(acc[r], _mm512_fmadd_ps(_mm512_load_ps(products[r]), d, sum));
+  }
+}
+
+// A task's columns in groups of 16 (up to kAmxGroups), its rows 16 at a time. Each block of
+// x is loaded into tiles 2-4 once for all the groups. A tile register is not renamed, so
+// alternate groups use tiles 0/5 and 1/6: one group's nibbles load while the other's
+// multiply. Scaling a group's products (in memory) waits until the next group's tile work
+// is issued. onnxruntime's threads have no tile state of their own: each task configures
+// and releases it.
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAmx(
+    const Problem& p, const AmxInput& in, int64_t n0, int64_t n1) {
+  TileConfig config{};
+  config.palette = 1;
+  for (int t = 0; t < 7; ++t) {
+    config.rows[t] = 16;
+    config.bytes_per_row[t] = 64;
+  }
+  _tile_loadconfig(&config);
+  const AmxWeights& w = *in.weights;
+  const int groups = int((n1 - n0 + 15) / 16);
+  alignas(64) float acc[kAmxGroups][16][16];
+  alignas(64) float products[2][16][16];
+  alignas(64) uint32_t nibbles[2][256];
+  // Work items (block b, group g), block-major; an item's nibbles are made while the one
+  // before multiplies, and its products scaled while the one after multiplies.
+  const int64_t first = n0 / kAmxColumnsPerTask * p.blocks * kAmxGroups;  // the task's weights
+  for (int64_t r0 = 0; r0 < in.rows16; r0 += 16) {
+    std::memset(acc, 0, sizeof acc);
+    const float* sums = in.sums.data() + r0 * p.blocks;
+    NibbleTile(w.q.data() + first * 256, nibbles[0]);
+    int64_t before = -1;  // the weights index of the item before, its group and parity
+    int before_group = 0, parity = 0;
+    for (int64_t b = 0; b < p.blocks; ++b) {
+      const uint32_t* x = in.x.data() + (r0 / 16 * p.blocks + b) * 768;
+      _tile_loadd(2, x, 64);
+      _tile_loadd(3, x + 256, 64);
+      _tile_loadd(4, x + 512, 64);
+      for (int g = 0; g < groups; ++g, parity ^= 1) {
+        const int64_t at = first + b * kAmxGroups + g;
+        if (parity)
+          MARQUEE_BLOCK_PRODUCTS(1, 6, nibbles[1], products[1]);
+        else
+          MARQUEE_BLOCK_PRODUCTS(0, 5, nibbles[0], products[0]);
+        const int64_t next =
+            g + 1 < groups ? at + 1 : b + 1 < p.blocks ? first + (b + 1) * kAmxGroups : -1;
+        if (next >= 0) NibbleTile(w.q.data() + next * 256, nibbles[parity ^ 1]);
+        if (before >= 0)
+          Scale(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
+                sums + (g > 0 ? b : b - 1), p.blocks);
+        before = at;
+        before_group = g;
+      }
+    }
+    Scale(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
+          sums + p.blocks - 1, p.blocks);
+    const int64_t rows = std::min<int64_t>(16, p.rows - r0);
+    for (int g = 0; g < groups; ++g) {
+      const int64_t column = n0 + 16 * g, count = std::min<int64_t>(16, n1 - column);
+      for (int64_t r = 0; r < rows; ++r)
+        _mm512_mask_storeu_ps(p.y + (r0 + r) * p.n + column, __mmask16((1u << count) - 1),
+                              _mm512_load_ps(acc[g][r]));
+    }
+  }
+  _tile_release();
+}
+#undef MARQUEE_BLOCK_PRODUCTS
+
 #endif
 
 void Task(void* data, size_t task) {
   const Problem& p = *static_cast<const Problem*>(data);
-  const int64_t n0 = int64_t(task) * kColumnsPerTask;
-  const int64_t n1 = std::min(p.n, n0 + kColumnsPerTask);
+  const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
+  const int64_t n0 = int64_t(task) * width;
+  const int64_t n1 = std::min(p.n, n0 + width);
   try {
 #ifdef MARQUEE_AVX512
+    if (p.amx) return ColumnsAmx(p, *p.amx, n0, n1);
     if (UsesAvx512()) return ColumnsAvx512(p, n0, n1);
 #endif
     ColumnsGeneric(p, n0, n1);
@@ -259,10 +460,16 @@ void Task(void* data, size_t task) {
 
 struct Kernel {
   int64_t k, n;
+  // Whether Q, D and M are initializers (the same every run), which the AMX path's
+  // rearranged copy needs.
+  bool constant_weights;
+#ifdef MARQUEE_AVX512
+  AmxWeights amx;
+#endif
 };
 
 OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
-  const Kernel& kernel = *static_cast<Kernel*>(state);
+  Kernel& kernel = *static_cast<Kernel*>(state);
   std::vector<int64_t> xs, qs, ds, ms;
   Problem p{};
   RETURN_IF_ERROR(Input(context, 0, &xs, reinterpret_cast<const void**>(&p.x)));
@@ -282,7 +489,21 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   ys.back() = p.n;
   RETURN_IF_ERROR(Output(context, 0, ys, &p.y));
   if (p.rows == 0) return nullptr;
-  const size_t tasks = size_t((p.n + kColumnsPerTask - 1) / kColumnsPerTask);
+#ifdef MARQUEE_AVX512
+  AmxInput amx;
+  if (p.rows >= kAmxMinRows && kernel.constant_weights && UsesAmx()) {
+    try {
+      std::call_once(kernel.amx.once, RepackAmx, std::cref(p), &kernel.amx);
+      PrepareAmx(p, &amx);
+    } catch (const std::bad_alloc&) {
+      return api->CreateStatus(ORT_FAIL, "MatMulQ4_1: out of memory");
+    }
+    amx.weights = &kernel.amx;
+    p.amx = &amx;
+  }
+#endif
+  const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
+  const size_t tasks = size_t((p.n + width - 1) / width);
   RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
   if (p.failed) return api->CreateStatus(ORT_FAIL, "MatMulQ4_1: out of memory");
   return nullptr;
@@ -295,7 +516,14 @@ OrtStatus* ORT_API_CALL CreateKernel(const OrtCustomOp*, const OrtApi*, const Or
   RETURN_IF_ERROR(api->KernelInfoGetAttribute_int64(info, "N", &n));
   if (k <= 0 || n <= 0 || k % kBlock != 0)
     return Error("MatMulQ4_1: K and N must be positive and K a multiple of 32");
-  *state = new Kernel{k, n};
+  bool constant = true;
+  for (size_t input = 1; input <= 3; ++input) {
+    int is_constant = 0;
+    const OrtValue* value = nullptr;
+    RETURN_IF_ERROR(api->KernelInfoGetConstantInput_tensor(info, input, &is_constant, &value));
+    constant = constant && is_constant;
+  }
+  *state = new Kernel{k, n, constant};
   return nullptr;
 }
 

@@ -23,11 +23,13 @@ from services.generator.errors import ConversionError, ModelError
 from services.generator.modeldir import load_model_config
 
 #: Shapes: column counts that leave remainders (tasks of 32 columns, prompt panels of two
-#: 16-column halves; 37 is odd for the two-column tiles, 50 leaves 18 = 16 + 2) and one
-#: that divides evenly.
-SHAPES = [(64, 37), (64, 50), (96, 64)]
+#: 16-column halves; 37 is odd for the two-column tiles, 50 leaves 18 = 16 + 2; with AMX,
+#: tasks of four 16-column groups: 37 is three, the last of 5, and 130 three tasks, the
+#: last of 2 columns), one that divides evenly, and one block (32) or an odd number (96).
+SHAPES = [(64, 37), (64, 50), (96, 64), (32, 130)]
 #: Row counts around the kernel's tiles (1-2 rows: four columns at a time, 3-8: two; 8 rows
 #: a tile) and past them, and prompt passes (64 rows on: 32-column panels, 12-row tiles).
+#: With AMX, 8 rows on run in 16-row tiles: one partly filled (8, 9), full (16), several.
 ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 65, 72, 100]
 Q4_1 = GGMLQuantizationType.Q4_1
 
@@ -105,8 +107,26 @@ def test_nibbles_are_gguf_bytes_as_stored():
 
 
 def test_kernel_matches_the_dequantized_matmul(library):
-    assert kernels.kernel_path(library) == ("avx512" if kernels.fast_path_cpu() else "portable")
+    expected = "avx512+amx" if kernels.amx_cpu() else "avx512"
+    assert kernels.kernel_path(library) == (expected if kernels.fast_path_cpu() else "portable")
     check_against_numpy(library)
+
+
+def test_weights_fed_as_inputs_are_read_every_run(library):
+    """The AMX path multiplies a copy of the weights made on first use; weights that are
+    graph inputs, not initializers, may change between runs and are read as they come."""
+    k, n = 64, 50
+    node = helper.make_node(
+        "MatMulQ4_1", ["x", "q", "d", "m"], ["y"], domain=kernels.DOMAIN, K=k, N=n
+    )
+    sess = op_session(library, node, types={"q": TensorProto.UINT8})
+    x = np.random.default_rng(3).standard_normal((16, k)).astype(np.float32)
+    for seed in (1, 2):
+        block, _, w = q4_1_weight(k, n, seed)
+        feeds = {"x": x, "q": block.gguf_nibbles(), "d": block.scales, "m": block.mins}
+        (got,) = sess.run(None, feeds)
+        expected = x.astype(np.float64) @ w.T.astype(np.float64)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
 
 #: (heads, KV heads, head size): SmolLM2's, the tiny test model's, and sizes that end in a
@@ -312,16 +332,22 @@ def test_swiglu_matches_numpy(library):
     check_swiglu_against_numpy(library)
 
 
-def test_portable_path_matches_too(library):
-    """The path for CPUs without AVX-512, forced on this one (a fresh process: the
-    library picks its path once, on first use)."""
-    env = {**os.environ, "MARQUEE_KERNELS_PORTABLE": "1"}
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [("MARQUEE_KERNELS_PORTABLE", "portable"), ("MARQUEE_KERNELS_NO_AMX", "avx512")],
+)
+def test_the_other_paths_match_too(library, variable, path):
+    """The path for CPUs without AVX-512, and the AVX-512 one for CPUs without AMX, forced
+    on this one (a fresh process: the library picks its path once, on first use)."""
+    if path == "avx512" and not kernels.fast_path_cpu():
+        pytest.skip("this CPU has no AVX-512: only the portable path runs here")
+    env = {**os.environ, variable: "1"}
     code = (
         "import sys; from pathlib import Path; sys.path[:0] = sys.argv[1:3]; "
         "from test_generator_kernels import check_against_numpy, "
         "check_attention_against_numpy, check_preallocated_cache, "
         "check_swiglu_against_numpy, kernels; "
-        "assert kernels.kernel_path(Path(sys.argv[3])) == 'portable'; "
+        f"assert kernels.kernel_path(Path(sys.argv[3])) == {path!r}; "
         "check_against_numpy(Path(sys.argv[3])); "
         "check_attention_against_numpy(Path(sys.argv[3])); "
         "check_preallocated_cache(Path(sys.argv[3])); "
