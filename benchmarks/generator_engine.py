@@ -139,9 +139,10 @@ def _batch_figure(variant: str | None) -> None:
         _VARIANT_TEXT[variant]
         if variant
         else (
-            "the default model (SmolLM2-135M-Instruct, GGUF Q4_1 blocks in Marquee's "
-            "MatMulQ4_1 custom op with fp32 compute, from 8 rows in AMX bf16 tiles at fp32's "
-            "precision where the CPU has them; int8 vocabulary projection)"
+            "the default model (SmolLM2-135M-Instruct: GGUF Q4_1 and, for the vocabulary "
+            "projection, Q8_0 blocks in Marquee's MatMulQ4_1 and MatMulQ8_0 custom ops with "
+            "fp32 compute, from 8 rows in AMX bf16 tiles at fp32's precision where the CPU "
+            "has them)"
         )
     )
 
@@ -256,11 +257,12 @@ def _stock_q4_engine():
     needs_kafka=False,
     description=f"""
         Batch-1 decode tokens per second ({NEW_TOKENS} new tokens, greedy) of the default
-        model on Marquee's custom ops (`MatMulQ4_1` for its Q4_1 blocks, `CachedAttention`
-        with rotary embedding, `SwiGLU`) against the same build on onnxruntime's kernels
-        (`MatMulNBits` plus the per-block offset term, `RotaryEmbedding` and
-        `GroupQueryAttention`, Sigmoid and Mul: what a machine without AVX-512 or a C++
-        compiler gets), in the same run. Batch 16 and the batch-16 prompt pass (time to
+        model on Marquee's custom ops (`MatMulQ4_1` for its Q4_1 blocks, `MatMulQ8_0` for
+        the vocabulary projection's Q8_0 blocks, `CachedAttention` with rotary embedding,
+        `SwiGLU`) against the same build on onnxruntime's kernels (`MatMulNBits` plus the
+        per-block offset term, with int8 activations for the vocabulary projection,
+        `RotaryEmbedding` and `GroupQueryAttention`, Sigmoid and Mul: what a machine without
+        AVX-512 or a C++ compiler gets), in the same run. Batch 16 and the batch-16 prompt pass (time to
         first token) are printed for both. Median of interleaved repetitions. No target:
         context for the kernels.
     """,

@@ -143,7 +143,7 @@ def convert(
                 "converted_from": gguf_path.name,
                 "weights": options.weights,
                 "compute": options.compute,
-                "head_compute": options.head_compute,
+                "head_compute": options.head,
                 "kernel": options.kernel,
                 "custom_ops": custom_ops.name if custom_ops else None,
                 "fingerprint": expected,

@@ -38,7 +38,7 @@ Attention = Literal["gqa", "ops"]
 Kernel = Literal["marquee", "onnxruntime"]
 
 #: Bumped whenever the graph changes, so cached model directories get rebuilt.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,11 @@ class GraphOptions:
     #: twice as fast on CPU, but logits move by ~0.7 and greedy text drifts from fp32's.
     compute: Compute = "fp32"
     #: The same for the vocabulary projection when its weights are 8-bit blocks (Q8_0).
-    #: int8 there moves logits by ~0.25 but kept SmolLM2's greedy text identical to the
-    #: fp32 reference, and saves a third of the per-token time; fp32 needs the table
-    #: dequantized (onnxruntime has no fp32-compute kernel for 8-bit blocks).
-    head_compute: Compute = "int8"
+    #: None: "fp32" on Marquee's kernels (``MatMulQ8_0``: exact, as fast as int8 at one
+    #: row and ~3x faster at 16), else "int8" (onnxruntime's MatMulNBits: moves logits by
+    #: ~0.25; its fp32 would need the table dequantized, there being no fp32-compute
+    #: kernel for 8-bit blocks).
+    head_compute: Compute | None = None
     #: "gqa": one fused attention kernel per layer (fastest on CPU): ours or
     #: onnxruntime's GroupQueryAttention (``kernel``), whose CUDA kernel is fp16-only, so
     #: under CUDA it would run on the CPU; "ops": the same attention in standard ONNX ops,
@@ -67,6 +68,13 @@ class GraphOptions:
     #: ``SwiGLU``. "onnxruntime": RotaryEmbedding and GroupQueryAttention, ``MatMulNBits``
     #: plus the offset term, Sigmoid and Mul (stock onnxruntime, any provider).
     kernel: Kernel = "marquee"
+
+    @property
+    def head(self) -> Compute:
+        """What the vocabulary projection computes in (``head_compute`` resolved)."""
+        if self.head_compute is not None:
+            return self.head_compute
+        return "fp32" if self.kernel == "marquee" else "int8"
 
 
 class _LlamaBuilder:
@@ -93,25 +101,28 @@ class _LlamaBuilder:
     ) -> str:
         g = self.g
         compute = compute or self.options.compute
-        if isinstance(weight, W.BlockWeight) and weight.bits == 8 and compute == "fp32":
-            # onnxruntime has no fp32-compute kernel for 8-bit blocks: it would dequantize
-            # the whole matrix on every call. Dense fp32 is both exact and faster.
-            weight = W.DenseWeight(weight.dequantize())
-        if isinstance(weight, W.DenseWeight):
-            return g.op("MatMul", x, g.weight(f"{name}.weight", weight.w.T), name=name, out=out)
-        if weight.mins is not None and compute == "fp32" and self.options.kernel == "marquee":
+        if (
+            compute == "fp32"
+            and self.options.kernel == "marquee"
+            and (ours := self._our_block_op(weight))
+        ):
+            op, arrays = ours
             return g.op(
-                "MatMulQ4_1",
+                op,
                 x,
-                g.weight(f"{name}.q", weight.gguf_nibbles()),
-                g.weight(f"{name}.d", weight.scales),
-                g.weight(f"{name}.m", weight.mins),
+                *(g.weight(f"{name}.{key}", a) for key, a in zip("qdm", arrays, strict=False)),
                 name=name,
                 out=out,
                 domain=KERNEL_DOMAIN,
                 K=weight.in_features,
                 N=weight.out_features,
             )
+        if isinstance(weight, W.BlockWeight) and weight.bits == 8 and compute == "fp32":
+            # onnxruntime has no fp32-compute kernel for 8-bit blocks: it would dequantize
+            # the whole matrix on every call. Dense fp32 is both exact and faster.
+            weight = W.DenseWeight(weight.dequantize())
+        if isinstance(weight, W.DenseWeight):
+            return g.op("MatMul", x, g.weight(f"{name}.weight", weight.w.T), name=name, out=out)
         y = g.op(
             "MatMulNBits",
             x,
@@ -132,6 +143,18 @@ class _LlamaBuilder:
         offsets = g.weight(f"{name}.offsets", block_offsets.T)
         correction = g.op("MatMul", self.block_sums(x, weight.in_features), offsets)
         return g.op("Add", y, correction, name=f"{name}/offset", out=out)
+
+    @staticmethod
+    def _our_block_op(weight: W.Weight) -> tuple[str, list] | None:
+        """The custom op that takes ``weight``'s GGUF blocks as they are, and its Q, D (and
+        M) inputs: Q4_1 (``d*q + m``) in ``MatMulQ4_1``, Q8_0 (``d*q``) in ``MatMulQ8_0``."""
+        if not isinstance(weight, W.BlockWeight):
+            return None
+        if weight.bits == 4 and weight.mins is not None:
+            return "MatMulQ4_1", [weight.gguf_nibbles(), weight.scales, weight.mins]
+        if weight.bits == 8 and weight.mins is None:
+            return "MatMulQ8_0", [weight.signed_codes(), weight.scales]
+        return None
 
     def block_sums(self, x: str, width: int) -> str:
         """Per-32-block sums of ``x`` ([B, S, K] -> [B, S, K/32]), once per input."""
@@ -190,8 +213,9 @@ class _LlamaBuilder:
         h, _ = self.norm(residual, pending, "output_norm.weight")
         head = embedding if s.tied_embeddings else self.weight("output.weight")
         h = self.last_positions(h, ids, keep)
-        compute = self.options.head_compute
-        if isinstance(head, W.BlockWeight) and (head.bits == 4 or compute == "int8"):
+        compute = self.options.head
+        ours = self.options.kernel == "marquee" and self._our_block_op(head)
+        if isinstance(head, W.BlockWeight) and (head.bits == 4 or compute == "int8" or ours):
             self.linear(h, head, "lm_head", out="logits", compute=compute)
         else:
             self.dense_head(h, head, shared=s.tied_embeddings)

@@ -97,6 +97,11 @@ class BlockWeight:
         low, high = self.packed & 0x0F, self.packed >> 4
         return np.stack([low, high], axis=-1).reshape(*self.packed.shape[:2], BLOCK)
 
+    def signed_codes(self) -> np.ndarray:
+        """8-bit codes as the signed values they stand for (``q - 128``), int8
+        ``[out, k_blocks, 32]``: ``MatMulQ8_0``'s input Q."""
+        return (self.packed.astype(np.int16) - 128).astype(np.int8)
+
     def gguf_nibbles(self) -> np.ndarray:
         """4-bit codes in GGUF's order, ``[out, k_blocks, 16]``: byte j holds element j in
         its low nibble and element j + 16 in its high one."""

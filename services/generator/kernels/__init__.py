@@ -2,9 +2,10 @@
 
 Domain ``marquee`` (registered in ``ops.cc``):
 
-- ``MatMulQ4_1`` (``q4_1_matmul.cc``) multiplies by GGUF Q4_1 blocks as they are, in fp32:
-  onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's per-block minimum (see
-  ``convert/weights.py``);
+- ``MatMulQ4_1`` and ``MatMulQ8_0`` (``block_matmul.cc``) multiply by GGUF Q4_1 and Q8_0
+  blocks as they are, in fp32: onnxruntime's ``MatMulNBits`` has no exact form for Q4_1's
+  per-block minimum (see ``convert/weights.py``) and computes 8-bit blocks with int8
+  activations only;
 - ``CachedAttention`` (``attention.cc``): rotary embedding and grouped-query attention
   over the KV cache, on the packed QKV projection, with an additive bias (left padding,
   causality); it appends in place to a preallocated cache;
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 DOMAIN = "marquee"
 LIBRARY = "libmarquee_ops.so"
 _HERE = Path(__file__).parent
-SOURCES = tuple(_HERE / name for name in ("ops.cc", "q4_1_matmul.cc", "attention.cc", "swiglu.cc"))
+SOURCES = tuple(_HERE / name for name in ("ops.cc", "block_matmul.cc", "attention.cc", "swiglu.cc"))
 #: What the sources include from this folder.
 _LOCAL_HEADERS = (_HERE / "ops.h",)
 HEADER = "onnxruntime_c_api.h"

@@ -30,7 +30,8 @@ bool UsesAmx() {
   static const bool amx = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!UsesAvx512() || !__builtin_cpu_supports("avx512bw") ||
-        std::getenv("MARQUEE_KERNELS_NO_AMX") != nullptr || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        std::getenv("MARQUEE_KERNELS_NO_AMX") != nullptr ||
+        !__get_cpuid_count(7, 0, &a, &b, &c, &d))
       return false;
     const bool tiles = (d >> 24) & 1, bf16 = (d >> 22) & 1;
     // Linux hands out the 8 KB tile state only to processes that ask (ARCH_REQ_XCOMP_PERM
@@ -132,6 +133,7 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
   OrtCustomOpDomain* domain = nullptr;
   RETURN_IF_ERROR(api->CreateCustomOpDomain("marquee", &domain));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::MatMulQ4_1()));
+  RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::MatMulQ8_0()));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::CachedAttention()));
   RETURN_IF_ERROR(api->CustomOpDomain_Add(domain, &marquee::SwiGLU()));
   return api->AddCustomOpDomain(options, domain);

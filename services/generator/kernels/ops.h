@@ -80,6 +80,7 @@ __attribute__((target("avx512f,fma"))) inline __m512 Exp(__m512 x) {
 
 // The ops (each defined in its own file).
 Op& MatMulQ4_1();
+Op& MatMulQ8_0();
 Op& CachedAttention();
 Op& SwiGLU();
 

@@ -21,18 +21,19 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dirs(tiny, tmp_path_factory) -> dict[str, Path]:
     """The tiny model converted several ways. Exact ones (fp32 arithmetic throughout):
-    ``fp32``, ``q4-exact``, ``q4-nbits`` and ``q4-ops``. Marquee's kernels run attention
-    (``CachedAttention``) and Q4_1 blocks (``MatMulQ4_1``) except in ``q4-nbits``
-    (onnxruntime's GroupQueryAttention, and MatMulNBits plus the offset term) and
-    ``q4-ops`` (attention in standard ops, and MatMulNBits, as GPU builds have them).
-    ``q4`` is the default (int8 vocabulary projection) and ``q4-int8`` computes every
-    block matmul with int8 activations."""
+    ``fp32``, ``q4`` (the default), ``q4-nbits`` and ``q4-ops``. Marquee's kernels run
+    attention (``CachedAttention``), Q4_1 blocks (``MatMulQ4_1``) and the Q8_0 vocabulary
+    projection (``MatMulQ8_0``) except in ``q4-nbits`` (onnxruntime's GroupQueryAttention,
+    and MatMulNBits plus the offset term) and ``q4-ops`` (attention in standard ops, and
+    MatMulNBits, as GPU builds have them). ``q4-int8-head`` has onnxruntime's int8
+    vocabulary projection (what machines without our kernels get) and ``q4-int8``
+    computes the layers' block matmuls with int8 activations."""
     path, _, _ = tiny
     root = tmp_path_factory.mktemp("tiny-models")
     options = {
         "fp32": GraphOptions(weights="fp32"),
         "q4": GraphOptions(weights="q4"),
-        "q4-exact": GraphOptions(weights="q4", head_compute="fp32"),
+        "q4-int8-head": GraphOptions(weights="q4", head_compute="int8"),
         "q4-nbits": GraphOptions(weights="q4", head_compute="fp32", kernel="onnxruntime"),
         "q4-ops": GraphOptions(
             weights="q4", head_compute="fp32", attention="ops", kernel="onnxruntime"

@@ -1,9 +1,11 @@
-"""Marquee's onnxruntime custom ops against numpy: ``MatMulQ4_1`` on real GGUF Q4_1 blocks,
+"""Marquee's onnxruntime custom ops against numpy: ``MatMulQ4_1`` and ``MatMulQ8_0`` on real
+GGUF Q4_1 and Q8_0 blocks,
 ``CachedAttention`` on caches with left padding, ``SwiGLU``; how the library is built and
 chosen."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -32,6 +34,7 @@ SHAPES = [(64, 37), (64, 50), (96, 64), (32, 130)]
 #: With AMX, 8 rows on run in 16-row tiles: one partly filled (8, 9), full (16), several.
 ROWS = [1, 2, 3, 8, 9, 16, 17, 40, 64, 65, 72, 100]
 Q4_1 = GGMLQuantizationType.Q4_1
+Q8_0 = GGMLQuantizationType.Q8_0
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +84,30 @@ def session(library: Path, block, k: int, n: int, k_attr: int | None = None):
     return op_session(library, node, inits=inits)
 
 
+def q8_0_session(library: Path, k: int, n: int, k_attr: int | None = None):
+    """``(MatMulQ8_0 session, dequantized [n, k])`` of random weights in GGUF Q8_0 blocks."""
+    w = (np.random.default_rng(n).standard_normal((n, k)) * 0.2).astype(np.float32)
+    stored = quantize(w, Q8_0)
+    block = W._MAPPERS["Q8_0"](stored.reshape(n, k // 32, -1))
+    node = helper.make_node(
+        "MatMulQ8_0", ["x", "q", "d"], ["y"], domain=kernels.DOMAIN, K=k_attr or k, N=n
+    )
+    inits = [
+        numpy_helper.from_array(block.signed_codes(), "q"),
+        numpy_helper.from_array(block.scales, "d"),
+    ]
+    return op_session(library, node, inits=inits), dequantize(stored, Q8_0).reshape(n, k)
+
+
 def check_against_numpy(library: Path) -> None:
-    """Every shape and row count, 2-D and 3-D: the product of the dequantized matrix in
-    float64, to float32 accumulation error."""
-    for k, n in SHAPES:
-        block, _, w = q4_1_weight(k, n)
-        sess = session(library, block, k, n)
+    """Both block formats, every shape and row count, 2-D and 3-D: the product of the
+    dequantized matrix in float64, to float32 accumulation error."""
+    for (k, n), qtype in itertools.product(SHAPES, (Q4_1, Q8_0)):
+        if qtype == Q4_1:
+            block, _, w = q4_1_weight(k, n)
+            sess = session(library, block, k, n)
+        else:
+            sess, w = q8_0_session(library, k, n)
         rng = np.random.default_rng(k + n)
         for rows in ROWS:
             x = rng.standard_normal((rows, k)).astype(np.float32)
@@ -371,7 +392,10 @@ def test_inputs_that_do_not_fit_are_refused_with_a_reason(library):
     with pytest.raises(Exception, match="X's last dimension is not K"):
         sess.run(None, {"x": np.zeros((2, 32), np.float32)})
     wrong = session(library, block, 64, 37, k_attr=96)
-    with pytest.raises(Exception, match=r"Q must be \[N, K/32, 16\]"):
+    with pytest.raises(Exception, match=r"MatMulQ4_1: Q must be \[N, K/32, 16\]"):
+        wrong.run(None, {"x": np.zeros((2, 96), np.float32)})
+    wrong, _ = q8_0_session(library, 64, 37, k_attr=96)
+    with pytest.raises(Exception, match=r"MatMulQ8_0: Q must be \[N, K/32, 32\]"):
         wrong.run(None, {"x": np.zeros((2, 96), np.float32)})
 
 

@@ -1,17 +1,22 @@
-// MatMulQ4_1: an onnxruntime custom op for GGUF Q4_1 block weights with fp32 compute.
+// MatMulQ4_1 and MatMulQ8_0: onnxruntime custom ops for GGUF Q4_1 and Q8_0 block weights
+// with fp32 compute.
 //
-//   Y[..., n] = sum_k X[..., k] * W[n, k],   W[n, 32b + j] = d[n, b] * q[n, b, j] + m[n, b]
+//   Y[..., n] = sum_k X[..., k] * W[n, k],
+//   W[n, 32b + j] = d[n, b] * q[n, b, j] + m[n, b]   (Q4_1)
+//   W[n, 32b + j] = d[n, b] * q[n, b, j]             (Q8_0)
 //
-// Inputs: X float [..., K]; Q uint8 [N, K/32, 16] (GGUF's nibble order: byte j holds
-// element j in its low nibble and element j + 16 in its high one); D and M float
-// [N, K/32] (each block's scale and minimum). Output: Y float [..., N].
+// MatMulQ4_1's inputs: X float [..., K]; Q uint8 [N, K/32, 16] (GGUF's nibble order: byte j
+// holds element j in its low nibble and element j + 16 in its high one); D and M float
+// [N, K/32] (each block's scale and minimum). MatMulQ8_0's: X; Q int8 [N, K/32, 32]; D.
+// Output: Y float [..., N].
 //
 // onnxruntime's MatMulNBits has no exact form for Q4_1's per-block minimum (its zero
-// points are integers; the graph would need an offset term of three more nodes), and its
-// fp32 kernel gains little from a few rows at once (4 rows cost ~4x one here). Here:
+// points are integers; the graph would need an offset term of three more nodes), no fp32
+// kernel for 8-bit blocks (only int8 activations, which move logits), and its fp32 kernel
+// gains little from a few rows at once (4 rows cost ~4x one here). Here:
 // - decode steps (up to kPanelMinRows rows): each block is dequantized once, in registers,
 //   and used for up to eight rows at a time;
-// - prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
+// - Q4_1 prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
 //   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice);
 // - on CPUs with AMX, from kAmxMinRows rows (batched decode steps and prompt passes):
 //   bf16 tiles, with x split into three bf16 terms so the result keeps fp32's precision
@@ -61,6 +66,8 @@ struct Problem {
   const float* m;
   float* y;
   int64_t rows, k, n, blocks;
+  // 4: Q4_1 (Q nibbles, M minimums); 8: Q8_0 (Q signed bytes, no M).
+  int bits;
   // x in the AMX path's form, when it runs.
   const AmxInput* amx = nullptr;
   // Set by a task that could not allocate its scratch (exceptions must not cross the C API).
@@ -71,9 +78,14 @@ struct Problem {
 void ColumnsGeneric(const Problem& p, int64_t n0, int64_t n1) {
   std::vector<float> w(p.k);
   for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* q = p.q + n * p.blocks * 16;
+    const uint8_t* q = p.q + n * p.blocks * p.bits * 4;
     for (int64_t b = 0; b < p.blocks; ++b) {
-      const float d = p.d[n * p.blocks + b], m = p.m[n * p.blocks + b];
+      const float d = p.d[n * p.blocks + b];
+      if (p.bits == 8) {
+        for (int j = 0; j < 32; ++j) w[b * kBlock + j] = d * float(int8_t(q[b * 32 + j]));
+        continue;
+      }
+      const float m = p.m[n * p.blocks + b];
       for (int j = 0; j < 16; ++j) {
         w[b * kBlock + j] = d * float(q[b * 16 + j] & 0xF) + m;
         w[b * kBlock + j + 16] = d * float(q[b * 16 + j] >> 4) + m;
@@ -90,7 +102,7 @@ void ColumnsGeneric(const Problem& p, int64_t n0, int64_t n1) {
 
 #ifdef MARQUEE_AVX512
 // AVX-512: R rows by C columns, accumulators in registers, each block dequantized once.
-template <int R, int C>
+template <int Bits, int R, int C>
 __attribute__((target("avx512f,fma"))) void TileAvx512(const Problem& p, int64_t r0, int64_t n,
                                                         int columns) {
   __m512 acc[R][C];
@@ -101,34 +113,45 @@ __attribute__((target("avx512f,fma"))) void TileAvx512(const Problem& p, int64_t
   const float *d[C], *m[C];
   for (int c = 0; c < C; ++c) {
     const int64_t column = n + std::min(c, columns - 1);  // a short tile repeats its last
-    q[c] = p.q + column * p.blocks * 16;
+    q[c] = p.q + column * p.blocks * Bits * 4;
     d[c] = p.d + column * p.blocks;
-    m[c] = p.m + column * p.blocks;
+    m[c] = Bits == 4 ? p.m + column * p.blocks : nullptr;
   }
   const float* x = p.x + r0 * p.k;
   for (int64_t b = 0; b < p.blocks; ++b) {
     __m512 wl[C], wh[C];
     if constexpr (R <= kPrefetchRows) {
       // A few rows stream the weights faster than the hardware prefetcher follows 3C
-      // streams: ask for each column's next lines (4 blocks of nibbles, 16 scales) ahead.
-      if (b % 4 == 0)
+      // streams: ask for each column's next lines (4 blocks of nibbles or 2 of bytes, 16
+      // scales) ahead.
+      if (b % (16 / Bits) == 0)
         for (int c = 0; c < C; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(q[c] + (b + kPrefetchBlocks) * 16),
+          _mm_prefetch(reinterpret_cast<const char*>(q[c] + (b + kPrefetchBlocks) * Bits * 4),
                        _MM_HINT_T0);
           if (b % 16 == 0) {
             _mm_prefetch(reinterpret_cast<const char*>(d[c] + b + 4 * kPrefetchBlocks),
                          _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(m[c] + b + 4 * kPrefetchBlocks),
-                         _MM_HINT_T0);
+            if constexpr (Bits == 4)
+              _mm_prefetch(reinterpret_cast<const char*>(m[c] + b + 4 * kPrefetchBlocks),
+                           _MM_HINT_T0);
           }
         }
     }
     for (int c = 0; c < C; ++c) {
-      const __m512i v = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[c] + b * 16)));
-      const __m512 scale = _mm512_set1_ps(d[c][b]), min = _mm512_set1_ps(m[c][b]);
-      wl[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), scale, min);
-      wh[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), scale, min);
+      const __m512 scale = _mm512_set1_ps(d[c][b]);
+      if constexpr (Bits == 8) {
+        const auto* bytes = reinterpret_cast<const __m128i*>(q[c] + b * 32);
+        wl[c] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(bytes))),
+                              scale);
+        wh[c] = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(bytes + 1))), scale);
+      } else {
+        const __m512i v = _mm512_cvtepu8_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q[c] + b * 16)));
+        const __m512 min = _mm512_set1_ps(m[c][b]);
+        wl[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, low)), scale, min);
+        wh[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), scale, min);
+      }
     }
     for (int r = 0; r < R; ++r) {
       const __m512 xl = _mm512_loadu_ps(x + r * p.k + b * kBlock);
@@ -143,26 +166,26 @@ __attribute__((target("avx512f,fma"))) void TileAvx512(const Problem& p, int64_t
     for (int c = 0; c < columns; ++c) p.y[(r0 + r) * p.n + n + c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
-template <int R, int C>
+template <int Bits, int R, int C>
 __attribute__((target("avx512f,fma"))) void RowsAvx512(const Problem& p, int64_t r0, int64_t n0,
                                                         int64_t n1) {
   for (int64_t n = n0; n < n1; n += C)
-    TileAvx512<R, C>(p, r0, n, int(std::min<int64_t>(C, n1 - n)));
+    TileAvx512<Bits, R, C>(p, r0, n, int(std::min<int64_t>(C, n1 - n)));
 }
 
 // Few rows: four columns at once, so the FMA chains overlap; more: two.
-template <int R>
+template <int Bits, int R>
 __attribute__((target("avx512f,fma"))) void RowsAvx512(const Problem& p, int64_t r0, int64_t n0,
                                                         int64_t n1) {
   constexpr int C = R <= 2 ? 4 : 2;
-  RowsAvx512<R, C>(p, r0, n0, n1);
+  RowsAvx512<Bits, R, C>(p, r0, n0, n1);
 }
 
-template <int... R>
+template <int Bits, int... R>
 __attribute__((target("avx512f,fma"))) void RemainderAvx512(
     const Problem& p, int64_t r0, int64_t n0, int64_t n1, std::integer_sequence<int, R...>) {
   const int64_t rows = p.rows - r0;
-  ((rows == R + 1 ? RowsAvx512<R + 1>(p, r0, n0, n1) : void()), ...);
+  ((rows == R + 1 ? RowsAvx512<Bits, R + 1>(p, r0, n0, n1) : void()), ...);
 }
 
 // Many rows (a prompt): the task's columns are dequantized once into a k-major panel,
@@ -247,25 +270,31 @@ __attribute__((target("avx512f,fma"))) void PanelAvx512(const Problem& p, int64_
                          std::make_integer_sequence<int, kPanelRows - 1>{});
 }
 
+// (Q8_0 weights, in this project the vocabulary projection, see a prompt pass's last
+// positions only: no panel for them.)
+template <int Bits>
 __attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int64_t n0,
                                                            int64_t n1) {
-  if (p.rows >= kPanelMinRows) return PanelAvx512(p, n0, n1);
+  if (Bits == 4 && p.rows >= kPanelMinRows) return PanelAvx512(p, n0, n1);
   int64_t r = 0;
-  for (; r + kRowTile <= p.rows; r += kRowTile) RowsAvx512<kRowTile>(p, r, n0, n1);
+  for (; r + kRowTile <= p.rows; r += kRowTile) RowsAvx512<Bits, kRowTile>(p, r, n0, n1);
   if (r < p.rows)
-    RemainderAvx512(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
+    RemainderAvx512<Bits>(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
 }
 
 // AMX (bf16 tiles), from kAmxMinRows rows: Y = sum over blocks of d * (x . q) + m * sum(x).
-// The nibbles q (0..15) are exact in bf16, and x is split into three bf16 terms (24
-// significant bits), so the tiles, summing in fp32, agree with the fp32 path to its own
-// rounding. Within each block x is stored as pairs (element i, element i + 16), the order in
-// which a Q4_1 byte holds its two nibbles, so a tile row of nibbles is byte i of 16 columns.
+// The codes q (Q4_1's 0..15, Q8_0's -128..127) are exact in bf16, and x is split into three
+// bf16 terms (24 significant bits), so the tiles, summing in fp32, agree with the fp32 path
+// to its own rounding. Within each block x is stored as pairs (element i, element i + 16),
+// the order in which a Q4_1 byte holds its two nibbles, so a tile row of nibbles is byte i
+// of 16 columns.
 
 // The weights rearranged for the tiles, once per node on first use (the same size again as
 // Q, D and M), in the order a task reads them: per task's columns, block and group of 16
-// columns, byte i of each column side by side ([tasks][blocks][kAmxGroups][16][16]), and
-// the columns' scales and minimums ([tasks][blocks][kAmxGroups][32]).
+// columns, tile row i's codes side by side ([tasks][blocks][kAmxGroups][16 rows]: Q4_1's
+// byte i of each column, 16 bytes; Q8_0's element i of each column, then element i + 16,
+// 32 bytes), and the columns' scales and minimums ([tasks][blocks][kAmxGroups][32]; Q8_0's
+// minimums are 0).
 struct AmxWeights {
   std::once_flag once;
   std::vector<uint8_t> q;
@@ -274,16 +303,21 @@ struct AmxWeights {
 
 void RepackAmx(const Problem& p, AmxWeights* w) {
   const int64_t items = (p.n + kAmxColumnsPerTask - 1) / kAmxColumnsPerTask * kAmxGroups * p.blocks;
-  w->q.assign(size_t(items * 256), 0);
+  const int64_t bytes = p.bits * 4;  // per column and block
+  w->q.assign(size_t(items * 16 * bytes), 0);
   w->dm.assign(size_t(items * 32), 0.0f);
   for (int64_t n = 0; n < p.n; ++n)
     for (int64_t b = 0; b < p.blocks; ++b) {
       const int64_t task = n / kAmxColumnsPerTask, group = n % kAmxColumnsPerTask / 16;
       const int64_t at = (task * p.blocks + b) * kAmxGroups + group, c = n % 16;
-      const uint8_t* from = p.q + (n * p.blocks + b) * 16;
-      for (int i = 0; i < 16; ++i) w->q[size_t(at * 256 + i * 16 + c)] = from[i];
+      const uint8_t* from = p.q + (n * p.blocks + b) * bytes;
+      uint8_t* to = w->q.data() + at * 16 * bytes;
+      for (int i = 0; i < 16; ++i) {
+        to[i * bytes + c] = from[i];
+        if (p.bits == 8) to[i * bytes + 16 + c] = from[i + 16];
+      }
       w->dm[size_t(at * 32 + c)] = p.d[n * p.blocks + b];
-      w->dm[size_t(at * 32 + 16 + c)] = p.m[n * p.blocks + b];
+      if (p.m) w->dm[size_t(at * 32 + 16 + c)] = p.m[n * p.blocks + b];
     }
 }
 
@@ -349,6 +383,31 @@ __attribute__((target("avx512f,avx512bw"))) inline void NibbleTile(const uint8_t
   }
 }
 
+// The same from Q8_0's rearranged bytes: row i's 16 columns' element i, then element i + 16
+// (bf16 of a small integer is its float's upper half).
+__attribute__((target("avx512f,avx512bw"))) inline void ByteTile(const uint8_t* bytes,
+                                                                 uint32_t* tile) {
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) {
+    const auto* row = reinterpret_cast<const __m128i*>(bytes + 32 * i);
+    const __m512i low =
+        _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(row))));
+    const __m512i high =
+        _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(row + 1))));
+    _mm512_store_si512(tile + 16 * i,
+                       _mm512_mask_blend_epi16(0x55555555, high, _mm512_srli_epi32(low, 16)));
+  }
+}
+
+template <int Bits>
+__attribute__((target("avx512f,avx512bw"))) inline void CodeTile(const uint8_t* codes,
+                                                                 uint32_t* tile) {
+  if constexpr (Bits == 8)
+    ByteTile(codes, tile);
+  else
+    NibbleTile(codes, tile);
+}
+
 // One block's products for 16 rows and 16 columns into `out`: tile C = x's three terms
 // (tiles 2-4) times the nibbles (tile B). (GCC's tile intrinsics paste the register number
 // into the instruction, so C and B must be literals.)
@@ -382,6 +441,7 @@ __attribute__((target("avx512f,fma"))) inline void Scale(float (*acc)[16],
 // multiply. Scaling a group's products (in memory) waits until the next group's tile work
 // is issued. onnxruntime's threads have no tile state of their own: each task configures
 // and releases it.
+template <int Bits>
 __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAmx(
     const Problem& p, const AmxInput& in, int64_t n0, int64_t n1) {
   TileConfig config{};
@@ -392,6 +452,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAm
   }
   _tile_loadconfig(&config);
   const AmxWeights& w = *in.weights;
+  constexpr int64_t kItem = 16 * Bits * 4;  // bytes of codes per block and 16 columns
   const int groups = int((n1 - n0 + 15) / 16);
   alignas(64) float acc[kAmxGroups][16][16];
   alignas(64) float products[2][16][16];
@@ -402,7 +463,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAm
   for (int64_t r0 = 0; r0 < in.rows16; r0 += 16) {
     std::memset(acc, 0, sizeof acc);
     const float* sums = in.sums.data() + r0 * p.blocks;
-    NibbleTile(w.q.data() + first * 256, nibbles[0]);
+    CodeTile<Bits>(w.q.data() + first * kItem, nibbles[0]);
     int64_t before = -1;  // the weights index of the item before, its group and parity
     int before_group = 0, parity = 0;
     for (int64_t b = 0; b < p.blocks; ++b) {
@@ -418,7 +479,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAm
           MARQUEE_BLOCK_PRODUCTS(0, 5, nibbles[0], products[0]);
         const int64_t next =
             g + 1 < groups ? at + 1 : b + 1 < p.blocks ? first + (b + 1) * kAmxGroups : -1;
-        if (next >= 0) NibbleTile(w.q.data() + next * 256, nibbles[parity ^ 1]);
+        if (next >= 0) CodeTile<Bits>(w.q.data() + next * kItem, nibbles[parity ^ 1]);
         if (before >= 0)
           Scale(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
                 sums + (g > 0 ? b : b - 1), p.blocks);
@@ -449,8 +510,10 @@ void Task(void* data, size_t task) {
   const int64_t n1 = std::min(p.n, n0 + width);
   try {
 #ifdef MARQUEE_AVX512
-    if (p.amx) return ColumnsAmx(p, *p.amx, n0, n1);
-    if (UsesAvx512()) return ColumnsAvx512(p, n0, n1);
+    if (p.amx)
+      return p.bits == 8 ? ColumnsAmx<8>(p, *p.amx, n0, n1) : ColumnsAmx<4>(p, *p.amx, n0, n1);
+    if (UsesAvx512())
+      return p.bits == 8 ? ColumnsAvx512<8>(p, n0, n1) : ColumnsAvx512<4>(p, n0, n1);
 #endif
     ColumnsGeneric(p, n0, n1);
   } catch (const std::bad_alloc&) {
@@ -468,56 +531,70 @@ struct Kernel {
 #endif
 };
 
+// MatMulQ4_1 (Bits 4: X, Q, D, M) and MatMulQ8_0 (Bits 8: X, Q, D).
+template <int Bits>
 OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   Kernel& kernel = *static_cast<Kernel*>(state);
   std::vector<int64_t> xs, qs, ds, ms;
   Problem p{};
+  p.bits = Bits;
   RETURN_IF_ERROR(Input(context, 0, &xs, reinterpret_cast<const void**>(&p.x)));
   RETURN_IF_ERROR(Input(context, 1, &qs, reinterpret_cast<const void**>(&p.q)));
   RETURN_IF_ERROR(Input(context, 2, &ds, reinterpret_cast<const void**>(&p.d)));
-  RETURN_IF_ERROR(Input(context, 3, &ms, reinterpret_cast<const void**>(&p.m)));
+  if (Bits == 4) RETURN_IF_ERROR(Input(context, 3, &ms, reinterpret_cast<const void**>(&p.m)));
   p.k = kernel.k;
   p.n = kernel.n;
   p.blocks = p.k / kBlock;
-  if (xs.empty() || xs.back() != p.k) return Error("MatMulQ4_1: X's last dimension is not K");
+  if (xs.empty() || xs.back() != p.k)
+    return Error(Bits == 4 ? "MatMulQ4_1: X's last dimension is not K"
+                           : "MatMulQ8_0: X's last dimension is not K");
   const std::vector<int64_t> blocks{p.n, p.blocks};
-  if (qs != std::vector<int64_t>{p.n, p.blocks, 16} || ds != blocks || ms != blocks)
-    return Error("MatMulQ4_1: Q must be [N, K/32, 16] and D, M [N, K/32]");
+  if (qs != std::vector<int64_t>{p.n, p.blocks, Bits * 4} || ds != blocks ||
+      (Bits == 4 && ms != blocks))
+    return Error(Bits == 4 ? "MatMulQ4_1: Q must be [N, K/32, 16] and D, M [N, K/32]"
+                           : "MatMulQ8_0: Q must be [N, K/32, 32] and D [N, K/32]");
   p.rows = 1;
   for (size_t i = 0; i + 1 < xs.size(); ++i) p.rows *= xs[i];
   std::vector<int64_t> ys(xs);
   ys.back() = p.n;
   RETURN_IF_ERROR(Output(context, 0, ys, &p.y));
   if (p.rows == 0) return nullptr;
+  OrtStatus* out_of_memory = nullptr;
 #ifdef MARQUEE_AVX512
   AmxInput amx;
   if (p.rows >= kAmxMinRows && kernel.constant_weights && UsesAmx()) {
     try {
       std::call_once(kernel.amx.once, RepackAmx, std::cref(p), &kernel.amx);
       PrepareAmx(p, &amx);
+      amx.weights = &kernel.amx;
+      p.amx = &amx;
     } catch (const std::bad_alloc&) {
-      return api->CreateStatus(ORT_FAIL, "MatMulQ4_1: out of memory");
+      p.failed = true;
     }
-    amx.weights = &kernel.amx;
-    p.amx = &amx;
   }
 #endif
-  const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
-  const size_t tasks = size_t((p.n + width - 1) / width);
-  RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
-  if (p.failed) return api->CreateStatus(ORT_FAIL, "MatMulQ4_1: out of memory");
-  return nullptr;
+  if (!p.failed) {
+    const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
+    const size_t tasks = size_t((p.n + width - 1) / width);
+    RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
+  }
+  if (p.failed)
+    out_of_memory = api->CreateStatus(
+        ORT_FAIL, Bits == 4 ? "MatMulQ4_1: out of memory" : "MatMulQ8_0: out of memory");
+  return out_of_memory;
 }
 
+template <int Bits>
 OrtStatus* ORT_API_CALL CreateKernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info,
                                      void** state) {
   int64_t k = 0, n = 0;
   RETURN_IF_ERROR(api->KernelInfoGetAttribute_int64(info, "K", &k));
   RETURN_IF_ERROR(api->KernelInfoGetAttribute_int64(info, "N", &n));
   if (k <= 0 || n <= 0 || k % kBlock != 0)
-    return Error("MatMulQ4_1: K and N must be positive and K a multiple of 32");
+    return Error(Bits == 4 ? "MatMulQ4_1: K and N must be positive and K a multiple of 32"
+                           : "MatMulQ8_0: K and N must be positive and K a multiple of 32");
   bool constant = true;
-  for (size_t input = 1; input <= 3; ++input) {
+  for (size_t input = 1; input <= (Bits == 4 ? 3u : 2u); ++input) {
     int is_constant = 0;
     const OrtValue* value = nullptr;
     RETURN_IF_ERROR(api->KernelInfoGetConstantInput_tensor(info, input, &is_constant, &value));
@@ -535,7 +612,15 @@ Op& MatMulQ4_1() {
   static Op op = MakeOp("MatMulQ4_1",
                         {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8,
                          ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT},
-                        1, CreateKernel, Compute, Destroy);
+                        1, CreateKernel<4>, Compute<4>, Destroy);
+  return op;
+}
+
+Op& MatMulQ8_0() {
+  static Op op = MakeOp("MatMulQ8_0",
+                        {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
+                         ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT},
+                        1, CreateKernel<8>, Compute<8>, Destroy);
   return op;
 }
 
