@@ -92,8 +92,8 @@ def fast_path_cpu() -> bool:
 
 
 def amx_cpu() -> bool:
-    """Whether this CPU has the AMX tiles MatMulQ4_1 uses from 8 rows (batched decode steps,
-    prompt passes) as well."""
+    """Whether this CPU has the AMX tiles the block matmuls (``MatMulQ4_1``, ``MatMulQ8_0``)
+    use from 8 rows (batched decode steps, prompt passes) as well."""
     return fast_path_cpu() and {"amx_tile", "amx_bf16", "avx512bw"} <= _cpu_flags()
 
 

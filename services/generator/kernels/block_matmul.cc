@@ -14,13 +14,14 @@
 // points are integers; the graph would need an offset term of three more nodes), no fp32
 // kernel for 8-bit blocks (only int8 activations, which move logits), and its fp32 kernel
 // gains little from a few rows at once (4 rows cost ~4x one here). Here:
-// - decode steps (up to kPanelMinRows rows): each block is dequantized once, in registers,
-//   and used for up to eight rows at a time;
+// - decode steps (up to kPanelMinRows rows; without AMX, see below): each block is
+//   dequantized once, in registers, and used for up to eight rows at a time;
 // - Q4_1 prompt passes: a task's 32 columns are dequantized once into a k-major panel for a
 //   GEMM microkernel (12 rows x 32 columns in registers, each x broadcast used twice);
-// - on CPUs with AMX, from kAmxMinRows rows (batched decode steps and prompt passes):
-//   bf16 tiles, with x split into three bf16 terms so the result keeps fp32's precision
-//   (see ColumnsAmx), on a rearranged copy of the weights made on first use.
+// - on CPUs with AMX, from kAmxMinRows rows (batched decode steps and prompt passes), when
+//   the weights are initializers: bf16 tiles, with x split into three bf16 terms so the
+//   result keeps fp32's precision (see ColumnsAmx), on a rearranged copy of the weights
+//   made on first use (single-threaded: ~50 ms for a 49152 x 576 matrix here).
 // Columns are spread over the session's intra-op threads, 32 per task (64 with AMX).
 #include <algorithm>
 #include <atomic>
@@ -47,7 +48,8 @@ constexpr int kRowTile = 8;
 constexpr int64_t kPanelMinRows = 64;
 constexpr int kPanelRows = 12;
 // Tiles of up to this many rows (bound by reading weights, not by FMAs) prefetch this
-// many blocks ahead (512 bytes ahead in the nibbles, in the scales and in the minimums).
+// many blocks ahead (512 bytes ahead in Q4_1's nibbles, 1 KB in Q8_0's bytes; 128 bytes in
+// the scales and the minimums).
 constexpr int kPrefetchRows = 2;
 constexpr int64_t kPrefetchBlocks = 32;
 // From this many rows on, CPUs with AMX multiply in bf16 tiles (see ColumnsAmx).
@@ -282,6 +284,10 @@ __attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int6
     RemainderAvx512<Bits>(p, r, n0, n1, std::make_integer_sequence<int, kRowTile - 1>{});
 }
 
+#endif
+
+#ifdef MARQUEE_AMX
+
 // AMX (bf16 tiles), from kAmxMinRows rows: Y = sum over blocks of d * (x . q) + m * sum(x).
 // The codes q (Q4_1's 0..15, Q8_0's -128..127) are exact in bf16, and x is split into three
 // bf16 terms (24 significant bits), so the tiles, summing in fp32, agree with the fp32 path
@@ -297,11 +303,14 @@ __attribute__((target("avx512f,fma"))) void ColumnsAvx512(const Problem& p, int6
 // minimums are 0).
 struct AmxWeights {
   std::once_flag once;
+  bool ready = false;  // false after running out of memory: the AVX-512 path serves
   std::vector<uint8_t> q;
   std::vector<float> dm;
 };
 
-void RepackAmx(const Problem& p, AmxWeights* w) {
+// Never throws: it runs under std::call_once, which must not be left by an exception in a
+// library linked with a static libstdc++ (some hosts abort).
+void RepackAmx(const Problem& p, AmxWeights* w) noexcept try {
   const int64_t items = (p.n + kAmxColumnsPerTask - 1) / kAmxColumnsPerTask * kAmxGroups * p.blocks;
   const int64_t bytes = p.bits * 4;  // per column and block
   w->q.assign(size_t(items * 16 * bytes), 0);
@@ -319,6 +328,10 @@ void RepackAmx(const Problem& p, AmxWeights* w) {
       w->dm[size_t(at * 32 + c)] = p.d[n * p.blocks + b];
       if (p.m) w->dm[size_t(at * 32 + 16 + c)] = p.m[n * p.blocks + b];
     }
+  w->ready = true;
+} catch (const std::bad_alloc&) {
+  w->q = {};
+  w->dm = {};
 }
 
 struct AmxInput {
@@ -409,11 +422,11 @@ __attribute__((target("avx512f,avx512bw"))) inline void CodeTile(const uint8_t* 
 }
 
 // One block's products for 16 rows and 16 columns into `out`: tile C = x's three terms
-// (tiles 2-4) times the nibbles (tile B). (GCC's tile intrinsics paste the register number
+// (tiles 2-4) times the codes (tile B). (GCC's tile intrinsics paste the register number
 // into the instruction, so C and B must be literals.)
-#define MARQUEE_BLOCK_PRODUCTS(C, B, nibbles, out) \
+#define MARQUEE_BLOCK_PRODUCTS(C, B, codes, out)   \
   do {                                             \
-    _tile_loadd(B, nibbles, 64);                   \
+    _tile_loadd(B, codes, 64);                     \
     _tile_zero(C);                                 \
     _tile_dpbf16ps(C, 2, B);                       \
     _tile_dpbf16ps(C, 3, B);                       \
@@ -421,7 +434,8 @@ __attribute__((target("avx512f,avx512bw"))) inline void CodeTile(const uint8_t* 
     _tile_stored(C, out, 64);                      \
   } while (0)
 
-// acc[r] += products[r] * d + sums[r] * m for 16 rows.
+// acc[r] += products[r] * d (+ sums[r] * m for Q4_1) for 16 rows.
+template <int Bits>
 __attribute__((target("avx512f,fma"))) inline void Scale(float (*acc)[16],
                                                          const float (*products)[16],
                                                          const float* dm, const float* sums,
@@ -429,15 +443,15 @@ __attribute__((target("avx512f,fma"))) inline void Scale(float (*acc)[16],
   const __m512 d = _mm512_loadu_ps(dm), m = _mm512_loadu_ps(dm + 16);
 #pragma GCC unroll 16
   for (int r = 0; r < 16; ++r) {
-    const __m512 sum = _mm512_fmadd_ps(_mm512_set1_ps(sums[r * sums_stride]), m,
-                                       _mm512_load_ps(acc[r]));
+    __m512 sum = _mm512_load_ps(acc[r]);
+    if constexpr (Bits == 4) sum = _mm512_fmadd_ps(_mm512_set1_ps(sums[r * sums_stride]), m, sum);
     _mm512_store_ps(acc[r], _mm512_fmadd_ps(_mm512_load_ps(products[r]), d, sum));
   }
 }
 
 // A task's columns in groups of 16 (up to kAmxGroups), its rows 16 at a time. Each block of
 // x is loaded into tiles 2-4 once for all the groups. A tile register is not renamed, so
-// alternate groups use tiles 0/5 and 1/6: one group's nibbles load while the other's
+// alternate groups use tiles 0/5 and 1/6: one group's codes load while the other's
 // multiply. Scaling a group's products (in memory) waits until the next group's tile work
 // is issued. onnxruntime's threads have no tile state of their own: each task configures
 // and releases it.
@@ -456,14 +470,14 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAm
   const int groups = int((n1 - n0 + 15) / 16);
   alignas(64) float acc[kAmxGroups][16][16];
   alignas(64) float products[2][16][16];
-  alignas(64) uint32_t nibbles[2][256];
-  // Work items (block b, group g), block-major; an item's nibbles are made while the one
+  alignas(64) uint32_t codes[2][256];  // tiles of Q4_1 nibbles or Q8_0 bytes
+  // Work items (block b, group g), block-major; an item's codes are made while the one
   // before multiplies, and its products scaled while the one after multiplies.
   const int64_t first = n0 / kAmxColumnsPerTask * p.blocks * kAmxGroups;  // the task's weights
   for (int64_t r0 = 0; r0 < in.rows16; r0 += 16) {
     std::memset(acc, 0, sizeof acc);
     const float* sums = in.sums.data() + r0 * p.blocks;
-    CodeTile<Bits>(w.q.data() + first * kItem, nibbles[0]);
+    CodeTile<Bits>(w.q.data() + first * kItem, codes[0]);
     int64_t before = -1;  // the weights index of the item before, its group and parity
     int before_group = 0, parity = 0;
     for (int64_t b = 0; b < p.blocks; ++b) {
@@ -474,20 +488,20 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,fma"))) void ColumnsAm
       for (int g = 0; g < groups; ++g, parity ^= 1) {
         const int64_t at = first + b * kAmxGroups + g;
         if (parity)
-          MARQUEE_BLOCK_PRODUCTS(1, 6, nibbles[1], products[1]);
+          MARQUEE_BLOCK_PRODUCTS(1, 6, codes[1], products[1]);
         else
-          MARQUEE_BLOCK_PRODUCTS(0, 5, nibbles[0], products[0]);
+          MARQUEE_BLOCK_PRODUCTS(0, 5, codes[0], products[0]);
         const int64_t next =
             g + 1 < groups ? at + 1 : b + 1 < p.blocks ? first + (b + 1) * kAmxGroups : -1;
-        if (next >= 0) CodeTile<Bits>(w.q.data() + next * kItem, nibbles[parity ^ 1]);
+        if (next >= 0) CodeTile<Bits>(w.q.data() + next * kItem, codes[parity ^ 1]);
         if (before >= 0)
-          Scale(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
+          Scale<Bits>(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
                 sums + (g > 0 ? b : b - 1), p.blocks);
         before = at;
         before_group = g;
       }
     }
-    Scale(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
+    Scale<Bits>(acc[before_group], products[parity ^ 1], w.dm.data() + before * 32,
           sums + p.blocks - 1, p.blocks);
     const int64_t rows = std::min<int64_t>(16, p.rows - r0);
     for (int g = 0; g < groups; ++g) {
@@ -509,9 +523,11 @@ void Task(void* data, size_t task) {
   const int64_t n0 = int64_t(task) * width;
   const int64_t n1 = std::min(p.n, n0 + width);
   try {
-#ifdef MARQUEE_AVX512
+#ifdef MARQUEE_AMX
     if (p.amx)
       return p.bits == 8 ? ColumnsAmx<8>(p, *p.amx, n0, n1) : ColumnsAmx<4>(p, *p.amx, n0, n1);
+#endif
+#ifdef MARQUEE_AVX512
     if (UsesAvx512())
       return p.bits == 8 ? ColumnsAvx512<8>(p, n0, n1) : ColumnsAvx512<4>(p, n0, n1);
 #endif
@@ -526,7 +542,7 @@ struct Kernel {
   // Whether Q, D and M are initializers (the same every run), which the AMX path's
   // rearranged copy needs.
   bool constant_weights;
-#ifdef MARQUEE_AVX512
+#ifdef MARQUEE_AMX
   AmxWeights amx;
 #endif
 };
@@ -559,29 +575,29 @@ OrtStatus* ORT_API_CALL Compute(void* state, OrtKernelContext* context) {
   ys.back() = p.n;
   RETURN_IF_ERROR(Output(context, 0, ys, &p.y));
   if (p.rows == 0) return nullptr;
-  OrtStatus* out_of_memory = nullptr;
-#ifdef MARQUEE_AVX512
+#ifdef MARQUEE_AMX
   AmxInput amx;
   if (p.rows >= kAmxMinRows && kernel.constant_weights && UsesAmx()) {
+    // Short of memory for the copy or the scratch, the AVX-512 path serves (it needs none).
     try {
       std::call_once(kernel.amx.once, RepackAmx, std::cref(p), &kernel.amx);
-      PrepareAmx(p, &amx);
-      amx.weights = &kernel.amx;
-      p.amx = &amx;
-    } catch (const std::bad_alloc&) {
-      p.failed = true;
+      if (kernel.amx.ready) {
+        PrepareAmx(p, &amx);
+        amx.weights = &kernel.amx;
+        p.amx = &amx;
+      }
+    } catch (const std::exception&) {
+      p.amx = nullptr;
     }
   }
 #endif
-  if (!p.failed) {
-    const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
-    const size_t tasks = size_t((p.n + width - 1) / width);
-    RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
-  }
+  const int64_t width = p.amx ? kAmxColumnsPerTask : kColumnsPerTask;
+  const size_t tasks = size_t((p.n + width - 1) / width);
+  RETURN_IF_ERROR(api->KernelContext_ParallelFor(context, Task, tasks, 0, &p));
   if (p.failed)
-    out_of_memory = api->CreateStatus(
+    return api->CreateStatus(
         ORT_FAIL, Bits == 4 ? "MatMulQ4_1: out of memory" : "MatMulQ8_0: out of memory");
-  return out_of_memory;
+  return nullptr;
 }
 
 template <int Bits>

@@ -26,7 +26,7 @@ bool UsesAvx512() {
 }
 
 bool UsesAmx() {
-#if defined(MARQUEE_AVX512) && defined(__linux__)
+#if defined(MARQUEE_AMX) && defined(__linux__)
   static const bool amx = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!UsesAvx512() || !__builtin_cpu_supports("avx512bw") ||

@@ -10,6 +10,11 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define MARQUEE_AVX512 1
+// AMX tile intrinsics: GCC 11 and Clang 12 on (older compilers build the rest without).
+#if (defined(__clang__) && __clang_major__ >= 12) || \
+    (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define MARQUEE_AMX 1
+#endif
 #endif
 
 namespace marquee {
@@ -23,8 +28,9 @@ extern const OrtApi* api;
 // (tests force the portable paths with it).
 bool UsesAvx512();
 
-// Whether MatMulQ4_1 may use AMX bf16 tiles: UsesAvx512(), the CPU has AMX-BF16 and
-// AVX512-BW, Linux grants the tile state, and MARQUEE_KERNELS_NO_AMX is unset.
+// Whether MatMulQ4_1 and MatMulQ8_0 may use AMX bf16 tiles: UsesAvx512(), the compiler
+// knows AMX, the CPU has AMX-BF16 and AVX512-BW, Linux grants the tile state, and
+// MARQUEE_KERNELS_NO_AMX is unset.
 bool UsesAmx();
 
 #define RETURN_IF_ERROR(expr)            \
