@@ -125,6 +125,9 @@ def build(settings: RecommenderSettings) -> Service:
                 if loaded is not None:
                     done = await freshness.catch_up(engine, loaded)
                     serving["loaded"] = loaded
+                    # Batches stored while it caught up were not folded in (no version was
+                    # served yet): fold them in now that new batches fold into this one.
+                    await freshness.catch_up(engine, loaded)
                     show_quality(loaded)
                     log.info(
                         "serving version %s; caught up %s users", loaded.version.id, len(done.users)

@@ -69,12 +69,16 @@ async def fold_in(engine: Engine, loaded: Loaded, user_ids: set[str], item_ids: 
 
 async def catch_up(engine: Engine, loaded: Loaded) -> FoldIn:
     """Fold in what was ingested while the version trained: without this, a user who
-    clicked during a retrain would get the new version's older view of them."""
+    clicked during a retrain would get the new version's older view of them. Called again
+    once the version is served, it folds in what was stored since the previous call: the
+    batches ingested while catching up, whose own fold-in found no version to fold into."""
     data_until = loaded.version.metrics.get("data_until")
     if data_until is None:  # trained before versions recorded it
         return FoldIn()
-    since = datetime.fromisoformat(data_until) - COMMIT_SLACK
-    users, items = await asyncio.to_thread(ingested_since, engine, since)
+    since = loaded.caught_up_to or datetime.fromisoformat(data_until)
+    users, items, loaded.caught_up_to = await asyncio.to_thread(
+        ingested_since, engine, since - COMMIT_SLACK
+    )
     return await fold_in(engine, loaded, users, items)
 
 

@@ -270,14 +270,16 @@ def item_kinds(engine: Engine, item_ids: list[str]) -> dict[str, str]:
         return dict(rows.all())
 
 
-def ingested_since(engine: Engine, since: datetime) -> tuple[set[str], set[str]]:
-    """Users and items of the interactions stored after ``since``."""
+def ingested_since(engine: Engine, since: datetime) -> tuple[set[str], set[str], datetime]:
+    """Users and items of the interactions stored after ``since``, and the database time
+    just before they were read."""
     with engine.connect() as conn:
+        read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
         rows = conn.execute(
             text("SELECT DISTINCT user_id, item_id FROM interactions WHERE ingested_at >= :t"),
             {"t": since},
         ).all()
-    return {u for u, _ in rows}, {i for _, i in rows}
+    return {u for u, _ in rows}, {i for _, i in rows}, read_at
 
 
 _SIDES = {"user": ("user_factors", "user"), "item": ("item_factors", "item")}

@@ -28,6 +28,8 @@ class Loaded:
     recommender: Recommender
     #: Fold-ins written to Postgres from this time on are not in ``recommender`` yet.
     synced_from: datetime
+    #: Interactions stored from this time on may not be folded in (see ``catch_up``).
+    caught_up_to: datetime | None = None
 
 
 Answer = tuple[list[tuple[str, float]], str]

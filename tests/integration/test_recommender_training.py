@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 from stack_helpers import marquee, seed_movielens
 
+from services.recommender import freshness
 from services.recommender.model_store import ModelStore
+from services.recommender.serving import load_active
+from services.recommender.store import InteractionRow, InteractionStore
 
 
 @pytest.fixture
@@ -155,3 +160,38 @@ def test_interactions_and_factors_cross_postgres_exactly_in_binary_copy(seeded):
     assert back_ids == ids
     assert back.dtype == np.float32 and np.array_equal(back, factors)
     assert store.factors(version, "item")[0] == ids[:2]
+
+
+def test_a_second_catch_up_folds_in_what_was_stored_after_the_first(settings, seeded):
+    """A worker serves a version once it has caught up; batches stored meanwhile found no
+    version to fold into, so it catches up once more, from where the first read."""
+    assert marquee(settings, "train").returncode == 0
+    loaded = load_active(ModelStore(seeded), 30 * 86_400)
+    asyncio.run(freshness.catch_up(seeded, loaded))
+    first_read = loaded.caught_up_to
+    users = loaded.recommender.users
+    readers = [users.external(i) for i in range(3)]
+    assert all(loaded.recommender.factors_of("user", u) is not None for u in readers)
+    InteractionStore(seeded).write(
+        [
+            InteractionRow(
+                event_source="urn:test",
+                event_id=f"late-{u}",
+                user_id=u,
+                item_id="late-article",
+                action="like",
+                weight=4.0,
+                dwell_seconds=None,
+                rating=None,
+                occurred_at=datetime.now(UTC),
+                kafka_topic="t",
+                kafka_partition=0,
+                kafka_offset=n,
+            )  # fmt: skip
+            for n, u in enumerate(readers)
+        ]
+    )
+    late = asyncio.run(freshness.catch_up(seeded, loaded))
+    assert loaded.caught_up_to > first_read
+    assert late.items == ["late-article"] and set(readers) <= set(late.users)
+    assert loaded.recommender.factors_of("item", "late-article") is not None
