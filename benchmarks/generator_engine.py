@@ -262,9 +262,9 @@ def _stock_q4_engine():
         `SwiGLU`) against the same build on onnxruntime's kernels (`MatMulNBits` plus the
         per-block offset term, with int8 activations for the vocabulary projection,
         `RotaryEmbedding` and `GroupQueryAttention`, Sigmoid and Mul: what a machine without
-        AVX-512 or a C++ compiler gets), in the same run. Batch 16 and the batch-16 prompt pass (time to
-        first token) are printed for both. Median of interleaved repetitions. No target:
-        context for the kernels.
+        AVX-512 or a C++ compiler gets), in the same run. Batch 16 and the batch-16 prompt
+        pass (time to first token) are printed for both. Median of interleaved repetitions.
+        No target: context for the kernels.
     """,
 )
 def q4_1_kernel(ctx: Context) -> Result:

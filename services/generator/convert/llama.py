@@ -104,9 +104,13 @@ class _LlamaBuilder:
         if (
             compute == "fp32"
             and self.options.kernel == "marquee"
-            and (ours := self._our_block_op(weight))
+            and (op := self._our_block_op(weight))
         ):
-            op, arrays = ours
+            arrays = (
+                [weight.gguf_nibbles(), weight.scales, weight.mins]
+                if op == "MatMulQ4_1"
+                else [weight.signed_codes(), weight.scales]
+            )
             return g.op(
                 op,
                 x,
@@ -145,15 +149,15 @@ class _LlamaBuilder:
         return g.op("Add", y, correction, name=f"{name}/offset", out=out)
 
     @staticmethod
-    def _our_block_op(weight: W.Weight) -> tuple[str, list] | None:
-        """The custom op that takes ``weight``'s GGUF blocks as they are, and its Q, D (and
-        M) inputs: Q4_1 (``d*q + m``) in ``MatMulQ4_1``, Q8_0 (``d*q``) in ``MatMulQ8_0``."""
+    def _our_block_op(weight: W.Weight) -> str | None:
+        """The custom op that takes ``weight``'s GGUF blocks as they are: Q4_1 (``d*q + m``)
+        in ``MatMulQ4_1``, Q8_0 (``d*q``) in ``MatMulQ8_0``."""
         if not isinstance(weight, W.BlockWeight):
             return None
         if weight.bits == 4 and weight.mins is not None:
-            return "MatMulQ4_1", [weight.gguf_nibbles(), weight.scales, weight.mins]
+            return "MatMulQ4_1"
         if weight.bits == 8 and weight.mins is None:
-            return "MatMulQ8_0", [weight.signed_codes(), weight.scales]
+            return "MatMulQ8_0"
         return None
 
     def block_sums(self, x: str, width: int) -> str:

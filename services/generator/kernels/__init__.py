@@ -94,7 +94,7 @@ def fast_path_cpu() -> bool:
 def amx_cpu() -> bool:
     """Whether this CPU has the AMX tiles the block matmuls (``MatMulQ4_1``, ``MatMulQ8_0``)
     use from 8 rows (batched decode steps, prompt passes) as well."""
-    return fast_path_cpu() and {"amx_tile", "amx_bf16", "avx512bw"} <= _cpu_flags()
+    return {"avx512f", "fma", "amx_tile", "amx_bf16", "avx512bw"} <= _cpu_flags()
 
 
 def kernel_path(library: Path) -> str:
