@@ -4,9 +4,12 @@ Requests wait in a bounded queue; a batcher takes up to a batch of them, the eng
 the batch in a thread (the event loop keeps heartbeating), and each reply is stored in
 Postgres before it is published and before its request is acked. So a request replayed
 after a crash finds its reply stored and gets it again, identical; nothing is generated
-twice. The agent acks by hand (``noack``): Faust commits an offset only once every
-offset below it is acked, so a request never counts as done before its reply exists.
-A full queue stops the agent, which stops consumption: backpressure.
+twice; a copy that arrives while its request is still queued waits for that reply. The
+agent acks by hand (``noack``): Faust commits an offset only once every offset below it
+is acked, so a request never counts as done before its reply exists. A full queue stops
+the agent, and Faust stops fetching once the agent's small buffer is full: backpressure.
+A batch the engine fails on is answered with error replies, so no request is left
+without one.
 """
 
 from __future__ import annotations
@@ -54,12 +57,31 @@ class Pending:
     params: SamplingParams
     deadline: float  # time.monotonic()
     queued_at: float
+    arrived: float  # the envelope's time, on the time.monotonic() clock
+
+
+def fit_reply(reply: GeneratedContent, max_bytes: int) -> GeneratedContent:
+    """``reply`` with its text cut, as a smaller token budget would have cut it (finish
+    reason ``length``), so that its event stays within ``max_bytes``."""
+    limit = max_bytes - 512  # the stored event's time and id may encode a little longer
+
+    def size(r: GeneratedContent) -> int:
+        event = GeneratedContentEvent.create(r, source=SOURCE)
+        return len(event.model_dump_json(exclude_none=True).encode())
+
+    now = size(reply)
+    while now > limit and reply.text:
+        keep = max(0, int(len(reply.text) * limit / now) - 64)
+        reply = reply.model_copy(update={"text": reply.text[:keep], "finish_reason": "length"})
+        now = size(reply)
+    return reply
 
 
 def build(settings: GeneratorSettings) -> Service:
     from .engine import Engine, GenerationRequest
 
-    service = create_app("generator", settings)
+    # Requests are costly: Faust fetches no further ahead than the queue holds.
+    service = create_app("generator", settings, stream_buffer=settings.generator_queue_size)
     app = service.app
     store = ContentStore(make_engine(settings))
     loaded: dict[str, Engine | str | None] = {"engine": None, "error": None}
@@ -70,6 +92,11 @@ def build(settings: GeneratorSettings) -> Service:
         value_serializer="raw",
     )
     streams: dict[str, object] = {}
+    #: Queued requests by id, with the events of copies that came in meanwhile (acked
+    #: once the first copy's reply is out).
+    waiting: dict[str, list] = {}
+    #: The last reply that could not be stored or published (cleared on success).
+    reply_failure: list[str] = []
     totals = service.counters
     totals.update({"queue_depth": 0, "batch_size": 0, "replies_ok": 0, "replies_error": 0})
 
@@ -90,7 +117,7 @@ def build(settings: GeneratorSettings) -> Service:
     )
     latency = m.histogram(
         "marquee_generator_request_seconds",
-        "From a request's arrival to its reply",
+        "From a request's envelope time to its reply",
         buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
     )
     replies = m.counter("marquee_generator_replies_total", "Replies published", ("status",))
@@ -101,8 +128,14 @@ def build(settings: GeneratorSettings) -> Service:
             return False, str(loaded["error"] or "loading the model")
         return True, f"{engine.model_id} on {engine.device}"
 
+    def replies_check() -> tuple[bool, str]:
+        if reply_failure:
+            return False, f"cannot store or publish a reply: {reply_failure[0]}"
+        return True, "ok"
+
     service.require_assignment()
     service.health.add("model", model_check)
+    service.health.add("replies", replies_check)
 
     @app.task
     async def load_model() -> None:
@@ -123,9 +156,26 @@ def build(settings: GeneratorSettings) -> Service:
         totals[f"replies_{reply.status}"] += 1
 
     async def answer(event, reply: GeneratedContent, prompt: str) -> None:
-        stored, made_at = await asyncio.to_thread(store.save, reply, prompt)
+        stored, made_at = await asyncio.to_thread(
+            store.save, fit_reply(reply, service.codec.max_bytes), prompt
+        )
         await publish(stored, made_at)
         await streams["requests"].ack(event)
+        for copy in waiting.pop(reply.request_id, ()):
+            await streams["requests"].ack(copy)
+
+    async def deliver(p: Pending, reply: GeneratedContent) -> None:
+        def failed(exc: BaseException) -> None:
+            reply_failure[:] = [f"{type(exc).__name__}: {exc}"[:300]]
+
+        await retry_until_done(
+            lambda: answer(p.event, reply, p.request.prompt),
+            what=f"reply to {p.request.request_id}",
+            max_delay=settings.retry_max_seconds,
+            on_failure=failed,
+        )
+        reply_failure.clear()
+        latency.observe(time.monotonic() - p.arrived)
 
     def error_reply(
         request: ContentRequest, error: str, model: str, queued: float
@@ -151,11 +201,17 @@ def build(settings: GeneratorSettings) -> Service:
             await streams["requests"].ack(event)
             return
         request = parsed.data
+        if request.request_id in waiting:  # a copy of a queued request: wait for its reply
+            waiting[request.request_id].append(event)
+            return
         stored = await asyncio.to_thread(store.find, request.request_id)
         if stored is not None:
             log.info("request %s was answered before: sending that reply", request.request_id)
             await publish(*stored)
             await streams["requests"].ack(event)
+            return
+        if request.request_id in waiting:  # queued while Postgres was asked
+            waiting[request.request_id].append(event)
             return
         engine = loaded["engine"]
         now = time.monotonic()
@@ -169,7 +225,8 @@ def build(settings: GeneratorSettings) -> Service:
                 event, error_reply(request, str(exc), engine.model_id, 0.0), request.prompt
             )
             return
-        await queue.put(Pending(event, request, prompt, params, now + budget - age, now))
+        waiting[request.request_id] = []
+        await queue.put(Pending(event, request, prompt, params, now + budget - age, now, now - age))
         depth.set(queue.qsize())
         totals["queue_depth"] = queue.qsize()
 
@@ -210,66 +267,77 @@ def build(settings: GeneratorSettings) -> Service:
                 except Exception as exc:  # noqa: BLE001 - partial output is best effort
                     log.warning("dropped a chunk of %s: %s", chunk.request_id, exc)
 
-    async def run_batch(batch: list[Pending]) -> None:
+    async def run_batch(batch: list[Pending]) -> list[tuple[Pending, GeneratedContent]]:
+        """A reply for each request of ``batch``."""
         engine = loaded["engine"]
         started = time.monotonic()
         live, answered = [], []
         for p in batch:
-            waited = started - p.queued_at
             if p.deadline <= started:
                 reply = error_reply(
-                    p.request, "deadline passed while queued", engine.model_id, waited
+                    p.request,
+                    "deadline passed while queued",
+                    engine.model_id,
+                    started - p.queued_at,
                 )
                 answered.append((p, reply))
             else:
                 live.append(p)
-        results = []
         if live:
-            generation = [
-                GenerationRequest(
-                    prompt=p.prompt,
-                    params=p.params,
-                    request_id=p.request.request_id,
-                    deadline=p.deadline,
-                )
+            answered += await generate(engine, live, started)
+        return answered
+
+    async def generate(engine, live: list[Pending], started: float) -> list:
+        """``(pending, reply)`` for each request of a batch; error replies if the engine
+        fails (out of memory, say), so that none is left unanswered."""
+        generation = [
+            GenerationRequest(
+                prompt=p.prompt,
+                params=p.params,
+                request_id=p.request.request_id,
+                deadline=p.deadline,
+            )
+            for p in live
+        ]
+        on_token = streamer(asyncio.get_running_loop()) if settings.generator_stream else None
+        try:
+            results = await asyncio.to_thread(engine.generate_batch, generation, on_token)
+        except Exception as exc:  # noqa: BLE001 - answered, and logged with its traceback
+            log.exception("generating a batch of %s requests failed", len(live))
+            error = f"generation failed: {type(exc).__name__}: {exc}"
+            return [
+                (p, error_reply(p.request, error, engine.model_id, started - p.queued_at))
                 for p in live
             ]
-            on_token = streamer(asyncio.get_running_loop()) if settings.generator_stream else None
-            results = await asyncio.to_thread(engine.generate_batch, generation, on_token)
+        answered = []
         for p, result in zip(live, results, strict=True):
             waited = started - p.queued_at
+            if not result.ok:
+                answered.append((p, error_reply(p.request, result.error, engine.model_id, waited)))
+                continue
             timings = {
                 "queue_seconds": waited,
                 "first_token_seconds": result.first_token_seconds,
                 "total_seconds": waited + result.total_seconds,
             }
-            if result.ok:
-                reply = GeneratedContent(
-                    request_id=p.request.request_id,
-                    reply_id=str(uuid.uuid4()),
-                    status="ok",
-                    kind=p.request.kind,
-                    text=result.text,
-                    model=engine.model_id,
-                    prompt_tokens=result.prompt_tokens,
-                    completion_tokens=result.completion_tokens,
-                    finish_reason=result.finish_reason,
-                    timings=timings,
-                )
-                if result.first_token_seconds is not None:
-                    first_token.observe(result.first_token_seconds)
-                if result.total_seconds > 0 and result.completion_tokens:
-                    token_rate.observe(result.completion_tokens / result.total_seconds)
-            else:
-                reply = error_reply(p.request, result.error, engine.model_id, waited)
-            answered.append((p, reply))
-        for p, reply in answered:
-            await retry_until_done(
-                lambda p=p, reply=reply: answer(p.event, reply, p.request.prompt),
-                what=f"reply to {p.request.request_id}",
-                max_delay=settings.retry_max_seconds,
+            reply = GeneratedContent(
+                request_id=p.request.request_id,
+                reply_id=str(uuid.uuid4()),
+                status="ok",
+                kind=p.request.kind,
+                text=result.text,
+                model=engine.model_id,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                finish_reason=result.finish_reason,
+                timings=timings,
             )
-            latency.observe(time.monotonic() - p.queued_at)
+            answered.append((p, reply))
+            if result.first_token_seconds is not None:
+                first_token.observe(result.first_token_seconds)
+            if result.total_seconds > 0 and result.completion_tokens:
+                token_rate.observe(result.completion_tokens / result.total_seconds)
+        return answered
 
     @app.task
     async def batcher() -> None:
@@ -281,10 +349,12 @@ def build(settings: GeneratorSettings) -> Service:
             totals.update(queue_depth=queue.qsize(), batch_size=len(batch))
             batch_sizes.observe(len(batch))
             try:
-                await run_batch(batch)
-            except Exception:
-                # A bug, not bad input: the batch stays unacked and is redelivered after a
-                # restart. Say so loudly rather than stall silently.
-                log.exception("a batch of %s requests failed; they stay unacknowledged", len(batch))
+                answered = await run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - a bug: still one reply per request
+                log.exception("a batch of %s requests failed", len(batch))
+                model = loaded["engine"].model_id
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                answered = [(p, error_reply(p.request, error, model, 0.0)) for p in batch]
+            await asyncio.gather(*(deliver(p, reply) for p, reply in answered))
 
     return service

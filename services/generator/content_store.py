@@ -17,6 +17,8 @@ from shared.events.models import GeneratedContent
 
 #: Content kinds that become catalog items (an assistant answer is for one person only).
 CATALOG_KINDS = ("news", "script", "lyrics")
+#: ... and only when the model ended the piece or used its token budget.
+CATALOG_FINISHES = ("stop", "length")
 
 
 def item_id_for(request_id: str) -> str:
@@ -24,6 +26,12 @@ def item_id_for(request_id: str) -> str:
     if len(request_id) <= 120:
         return f"gen-{request_id}"
     return f"gen-{hashlib.sha256(request_id.encode()).hexdigest()[:40]}"
+
+
+def storable(value: str | None) -> str | None:
+    """``value`` as Postgres can store it: a text column cannot hold NUL (a prompt may carry
+    one, and a model may emit one), so each becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def title_of(text_: str) -> str:
@@ -56,9 +64,17 @@ class ContentStore:
 
     def save(self, reply: GeneratedContent, prompt: str) -> tuple[GeneratedContent, datetime]:
         """Store ``reply`` (and its catalog item) unless the request has one already;
-        returns the reply of record either way."""
+        returns the reply of record either way. Only complete pieces become catalog items
+        (a deadline that cut one short leaves it to its requester)."""
+        reply = reply.model_copy(
+            update={"text": storable(reply.text), "error": storable(reply.error)}
+        )
         item_id = None
-        if reply.status == "ok" and reply.kind in CATALOG_KINDS:
+        if (
+            reply.status == "ok"
+            and reply.kind in CATALOG_KINDS
+            and reply.finish_reason in CATALOG_FINISHES
+        ):
             item_id = item_id_for(reply.request_id)
         with self.engine.begin() as conn:
             if item_id is not None:
@@ -85,7 +101,7 @@ class ContentStore:
                 ),
                 {
                     **reply.model_dump(exclude={"timings", "item_id"}),
-                    "prompt": prompt,
+                    "prompt": storable(prompt),
                     "timings": json.dumps(reply.timings.model_dump() if reply.timings else {}),
                     "item_id": item_id,
                 },

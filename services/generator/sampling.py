@@ -37,6 +37,8 @@ class SamplingParams:
             problems.append(f"top_k must be >= 0 (0: off), not {self.top_k}")
         if not 0 < self.top_p <= 1:
             problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            problems.append(f"seed must be in [0, 2**64), not {self.seed}")
         if not self.repetition_penalty > 0:
             problems.append(f"repetition_penalty must be > 0, not {self.repetition_penalty}")
         if problems:

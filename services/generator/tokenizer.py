@@ -59,3 +59,12 @@ class TextStream:
         # text, so each push costs the same however long the completion grows.
         self._prefix, self._read = self._read, len(self._ids)
         return after[len(before) :]
+
+    def flush(self) -> str:
+        """The text held back when generation ends: a character cut off by the end comes
+        out as U+FFFD, as ``decode`` of all the tokens has it."""
+        decode = self._tokenizer.decode
+        before = decode(self._ids[self._prefix : self._read])
+        after = decode(self._ids[self._prefix :])
+        self._prefix = self._read = len(self._ids)
+        return after[len(before) :] if len(after) > len(before) else ""

@@ -147,10 +147,13 @@ def create_app(
     *,
     heartbeat_seconds: float = 10.0,
     instance: str | None = None,
+    stream_buffer: int | None = None,
 ) -> Service:
     """A Faust app in consumer group ``<topic prefix>marquee-<name>`` with health, metrics
     and heartbeats. The prefix namespaces groups as it does topics, so environments that
-    share a cluster never join each other's groups."""
+    share a cluster never join each other's groups. ``stream_buffer``: how many fetched
+    records an agent's stream may hold before Faust stops fetching its partitions (Faust's
+    ``stream_buffer_maxsize``, 4096 by default; smaller for costly records)."""
     app_id = f"{settings.topic_prefix}marquee-{name}"
     # Faust makes "<id>-data/" in the working directory even for memory tables; keep the
     # checkout (or a container's work dir) clean. Per user, private: /tmp is shared.
@@ -178,6 +181,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_seconds / 3),
+        **({"stream_buffer_maxsize": stream_buffer} if stream_buffer else {}),
     )
     service = Service(
         name=name,

@@ -7,16 +7,18 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka_helpers import read_all
 from sqlalchemy import text
-from worker_helpers import service_worker
+from worker_helpers import get, service_worker
 
 from shared.events import EventCodec
 from shared.events.models import ContentRequestEvent
 from shared.kafka.client import client_options
+from shared.kafka.offsets import end_offsets
 from shared.kafka.publisher import Publisher
 from shared.topics import full_name
 
@@ -130,3 +132,72 @@ def test_a_worker_killed_mid_batch_answers_everything_once_restarted(topics, eng
         assert all(copy == copies[0] for copy in copies), f"{request_id}: replies differ"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM generated_content")).scalar_one() == count
+
+
+def committed(settings) -> dict[int, int]:
+    """The generator group's committed offsets on content-requests, by partition (0 where
+    none; read without joining the group)."""
+    topic = full_name("content-requests", settings.topic_prefix)
+    consumer = KafkaConsumer(
+        **client_options(settings),
+        group_id=f"{settings.topic_prefix}marquee-generator",
+        enable_auto_commit=False,
+    )
+    try:
+        return {
+            p: consumer.committed(TopicPartition(topic, p)) or 0
+            for p in consumer.partitions_for_topic(topic)
+        }
+    finally:
+        consumer.close()
+
+
+def test_copies_late_requests_and_nul_bytes_each_get_one_answer(generator):
+    _, port, settings, engine = generator
+    stale = datetime.now(UTC) - timedelta(seconds=30)
+    with Publisher(settings) as pub:
+        # Sent twice at once (a retrying client): the copy waits for the first one's reply.
+        pub.publish_sync(request(1))
+        pub.publish_sync(request(1))
+        # Its deadline passed before the worker saw it.
+        late = request(2, deadline_seconds=1).model_copy(update={"time": stale})
+        pub.publish_sync(late)
+        # Postgres text cannot hold NUL: stored as U+FFFD, answered like any other.
+        pub.publish_sync(request(3, prompt="Breaking\x00news: the bridge reopens"))
+
+    replies(settings, 3, timeout_s=120)
+    got = replies(settings, 4, timeout_s=3)  # the copy's own reply, if it got one
+    by_request = defaultdict(list)
+    for event in got:
+        by_request[event.data.request_id].append(event)
+    assert sorted(by_request) == ["req-1", "req-2", "req-3"]
+    assert all(e.model_dump() == by_request["req-1"][0].model_dump() for e in by_request["req-1"])
+    (late_reply,) = [e.data for e in by_request["req-2"]]
+    assert late_reply.status == "error" and "deadline" in late_reply.error
+    (nul_reply,) = [e.data for e in by_request["req-3"]]
+    assert nul_reply.status == "ok" and nul_reply.text
+
+    # Generated once: one run of chunks for req-1, not two interleaved.
+    indices = [
+        chunk.index
+        for record in read_all(settings, "content-stream", 10_000, timeout_s=3)
+        if (chunk := EventCodec().decode(record.value).data).request_id == "req-1"
+    ]
+    assert sorted(indices) == list(range(len(indices))) and indices
+    with engine.connect() as conn:
+        prompt = conn.execute(
+            text("SELECT prompt FROM generated_content WHERE request_id = 'req-3'")
+        ).scalar_one()
+    assert "\x00" not in prompt and "Breaking\ufffdnews" in prompt
+
+    # Every request acked, the copy included: the group commits up to the end.
+    ends = end_offsets(settings, "content-requests")
+    deadline = time.monotonic() + 30
+    while committed(settings) != ends and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert committed(settings) == ends
+
+    status, body = get(port, "/metrics")
+    assert status == 200
+    assert b'marquee_generator_replies_total{status="error"} 1.0' in body
+    assert get(port, "/readyz")[0] == 200

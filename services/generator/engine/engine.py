@@ -259,7 +259,8 @@ class _Batch:
             row.first_token_seconds = now - self.started
         params, request = row.request.params, row.request
         if token in self.engine.eos_ids and not params.ignore_eos:
-            row.finish, piece = "stop", row.stops.flush()
+            row.finish = "stop"
+            piece = row.stops.push(row.stream.flush()) + row.stops.flush()
         else:
             piece = row.stops.push(row.stream.push(token))
             if row.stops.stopped:
@@ -271,7 +272,7 @@ class _Batch:
             elif request.deadline is not None and now >= request.deadline:
                 row.finish = "deadline"
             if row.finish is not None and row.finish != "stop":
-                piece += row.stops.flush()
+                piece += row.stops.push(row.stream.flush()) + row.stops.flush()
         if self.on_token is not None:
             self.on_token(TokenEvent(row.index, request.request_id, token, piece))
         if row.finish is None:

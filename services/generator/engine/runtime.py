@@ -33,12 +33,32 @@ class RuntimeOptions:
     device_id: int = 0
 
 
-def default_threads() -> int:
-    # What `nproc` says (affinity, cgroup-pinned containers), not the host's core count:
-    # more threads than cores makes onnxruntime's spinning workers fight each other.
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+def default_threads(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its affinity (what `nproc` says, cpuset-pinned
+    containers), capped by a CPU quota (``docker run --cpus``), not the host's core count.
+    More threads than that makes onnxruntime's spinning workers fight each other, and a
+    quota throttles them all."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cpu_quota(cgroup)
+    return max(1, min(cpus or 1, quota or cpus or 1))
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Whole CPUs the cgroup's quota allows (at least 1), or None without a quota. Reads
+    cgroup v2's ``cpu.max`` or v1's CFS quota; inside a container that is the container's."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return max(1, quota // period) if quota > 0 and period > 0 else None
 
 
 def preload_cuda_libraries() -> None:

@@ -184,6 +184,23 @@ def test_invalid_sampling_parameters_are_request_errors():
         SamplingParams(top_p=0)
     with pytest.raises(RequestError, match="max_new_tokens"):
         SamplingParams(max_new_tokens=0)
+    with pytest.raises(RequestError, match="seed"):
+        SamplingParams(seed=-1)
+
+
+def test_threads_follow_a_container_cpu_quota(tmp_path):
+    from services.generator.engine.runtime import cpu_quota, default_threads
+
+    assert cpu_quota(tmp_path) is None  # no cgroup files: no quota
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert cpu_quota(tmp_path) == 1 and default_threads(tmp_path) == 1
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()  # cgroup v1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(tmp_path) == 1
 
 
 def test_end_of_sequence_stops_unless_ignored(tiny_engine):

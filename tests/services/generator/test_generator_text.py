@@ -42,6 +42,16 @@ def test_text_stream_holds_back_partial_characters(tiny_engine):
     assert "".join(pieces) == tok.decode(ids)
     assert all("\ufffd" not in p for p in pieces)
     assert "" in pieces  # the tram's four bytes arrive as four tokens
+    assert stream.flush() == ""
+
+
+def test_text_stream_flushes_a_character_cut_off_by_the_end(tiny_engine):
+    tok = tiny_engine.tokenizer
+    ids = tok.encode("tram 🚋")
+    stream = tok.stream()
+    cut = ids[:-1]  # generation ended inside the emoji's bytes
+    text = "".join(stream.push(i) for i in cut) + stream.flush()
+    assert text == tok.decode(cut) and text.endswith("\ufffd")
 
 
 def test_kind_templates_render_through_the_chat_template():
