@@ -66,6 +66,7 @@ def test_every_request_gets_exactly_one_reply(generator):
 
     got = replies(settings, len(kinds))
     assert sorted(e.data.request_id for e in got) == sorted(f"req-{n}" for n in range(len(kinds)))
+    assert len(replies(settings, len(kinds) + 1, timeout_s=3)) == len(kinds)  # and no more
     for event in got:
         reply = event.data
         assert reply.status == "ok", reply.error
