@@ -34,8 +34,8 @@ from shared.retry import retry_until_done
 from shared.service import Service, create_app
 from shared.topics import full_name
 
-from .batching import next_batch
-from .content_store import ContentStore
+from .batching import next_batch, run_or_split
+from .content_store import ContentStore, storable
 from .errors import RequestError
 from .sampling import SamplingParams
 from .settings import GeneratorSettings
@@ -60,10 +60,22 @@ class Pending:
     arrived: float  # the envelope's time, on the time.monotonic() clock
 
 
+#: The most text a reply may carry (``GeneratedContent.text``'s bound).
+MAX_TEXT = 200_000
+
+
+def cut_short(finish: str | None) -> str:
+    """The finish reason of a text cut short: ``length``, unless a deadline ended it."""
+    return "deadline" if finish == "deadline" else "length"
+
+
 def fit_reply(reply: GeneratedContent, max_bytes: int) -> GeneratedContent:
-    """``reply`` with its text cut, as a smaller token budget would have cut it (finish
-    reason ``length``), so that its event stays within ``max_bytes``."""
+    """``reply`` as it is stored and sent: NUL as U+FFFD (see ``storable``), and its text
+    cut, as a smaller token budget would have cut it (finish reason ``length`` unless a
+    deadline ended it), so that its event stays within ``max_bytes``."""
+    reply = reply.model_copy(update={"text": storable(reply.text), "error": storable(reply.error)})
     limit = max_bytes - 512  # the stored event's time and id may encode a little longer
+    finish = cut_short(reply.finish_reason)
 
     def size(r: GeneratedContent) -> int:
         event = GeneratedContentEvent.create(r, source=SOURCE)
@@ -72,7 +84,7 @@ def fit_reply(reply: GeneratedContent, max_bytes: int) -> GeneratedContent:
     now = size(reply)
     while now > limit and reply.text:
         keep = max(0, int(len(reply.text) * limit / now) - 64)
-        reply = reply.model_copy(update={"text": reply.text[:keep], "finish_reason": "length"})
+        reply = reply.model_copy(update={"text": reply.text[:keep], "finish_reason": finish})
         now = size(reply)
     return reply
 
@@ -95,8 +107,9 @@ def build(settings: GeneratorSettings) -> Service:
     #: Queued requests by id, with the events of copies that came in meanwhile (acked
     #: once the first copy's reply is out).
     waiting: dict[str, list] = {}
-    #: The last reply that could not be stored or published (cleared on success).
-    reply_failure: list[str] = []
+    #: What keeps failing (a reply, a request's admission, the engine), by what it is:
+    #: /readyz says so until it succeeds.
+    failing: dict[str, str] = {}
     totals = service.counters
     totals.update({"queue_depth": 0, "batch_size": 0, "replies_ok": 0, "replies_error": 0})
 
@@ -128,14 +141,27 @@ def build(settings: GeneratorSettings) -> Service:
             return False, str(loaded["error"] or "loading the model")
         return True, f"{engine.model_id} on {engine.device}"
 
-    def replies_check() -> tuple[bool, str]:
-        if reply_failure:
-            return False, f"cannot store or publish a reply: {reply_failure[0]}"
+    def failures_check() -> tuple[bool, str]:
+        if failing:
+            what, error = next(iter(failing.items()))
+            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            return False, f"{what} keeps failing: {error}{more}"
         return True, "ok"
+
+    async def until_done(work, what: str) -> None:
+        """``retry_until_done``, with the failure shown on /readyz while it lasts."""
+
+        def failed(exc: BaseException) -> None:
+            failing[what] = f"{type(exc).__name__}: {exc}"[:300]
+
+        await retry_until_done(
+            work, what=what, max_delay=settings.retry_max_seconds, on_failure=failed
+        )
+        failing.pop(what, None)
 
     service.require_assignment()
     service.health.add("model", model_check)
-    service.health.add("replies", replies_check)
+    service.health.add("failures", failures_check)
 
     @app.task
     async def load_model() -> None:
@@ -165,16 +191,9 @@ def build(settings: GeneratorSettings) -> Service:
             await streams["requests"].ack(copy)
 
     async def deliver(p: Pending, reply: GeneratedContent) -> None:
-        def failed(exc: BaseException) -> None:
-            reply_failure[:] = [f"{type(exc).__name__}: {exc}"[:300]]
-
-        await retry_until_done(
-            lambda: answer(p.event, reply, p.request.prompt),
-            what=f"reply to {p.request.request_id}",
-            max_delay=settings.retry_max_seconds,
-            on_failure=failed,
+        await until_done(
+            lambda: answer(p.event, reply, p.request.prompt), f"reply to {p.request.request_id}"
         )
-        reply_failure.clear()
         latency.observe(time.monotonic() - p.arrived)
 
     def error_reply(
@@ -236,11 +255,7 @@ def build(settings: GeneratorSettings) -> Service:
         while loaded["engine"] is None:  # nothing is taken before the model can answer
             await asyncio.sleep(0.2)
         async for event in requests.events():
-            await retry_until_done(
-                lambda event=event: admit(event),
-                what="content request",
-                max_delay=settings.retry_max_seconds,
-            )
+            await until_done(lambda event=event: admit(event), "admitting a content request")
 
     chunks: asyncio.Queue[ContentChunk] = asyncio.Queue()
 
@@ -288,33 +303,40 @@ def build(settings: GeneratorSettings) -> Service:
         return answered
 
     async def generate(engine, live: list[Pending], started: float) -> list:
-        """``(pending, reply)`` for each request of a batch; error replies if the engine
-        fails (out of memory, say), so that none is left unanswered."""
-        generation = [
-            GenerationRequest(
-                prompt=p.prompt,
-                params=p.params,
-                request_id=p.request.request_id,
-                deadline=p.deadline,
-            )
-            for p in live
-        ]
+        """``(pending, reply)`` for each request of a batch. If the engine fails on the
+        batch (out of memory, say), each request is tried alone, and one that fails alone
+        too gets an error reply: none is left unanswered. /readyz reports an engine that
+        fails every request."""
         on_token = streamer(asyncio.get_running_loop()) if settings.generator_stream else None
-        try:
-            results = await asyncio.to_thread(engine.generate_batch, generation, on_token)
-        except Exception as exc:  # noqa: BLE001 - answered, and logged with its traceback
-            log.exception("generating a batch of %s requests failed", len(live))
-            error = f"generation failed: {type(exc).__name__}: {exc}"
-            return [
-                (p, error_reply(p.request, error, engine.model_id, started - p.queued_at))
-                for p in live
-            ]
+
+        async def run(group: list[Pending]) -> list:
+            requests = [
+                GenerationRequest(
+                    prompt=p.prompt, params=p.params, request_id=p.request.request_id,
+                    deadline=p.deadline,
+                )
+                for p in group
+            ]  # fmt: skip
+            return await asyncio.to_thread(engine.generate_batch, requests, on_token)
+
+        results = await run_or_split(run, live)
+        if all(isinstance(r, Exception) for r in results):
+            failing["the engine"] = f"{type(results[-1]).__name__}: {results[-1]}"[:300]
+        else:
+            failing.pop("the engine", None)
         answered = []
         for p, result in zip(live, results, strict=True):
             waited = started - p.queued_at
+            if isinstance(result, Exception):
+                error = f"generation failed: {type(result).__name__}: {result}"
+                answered.append((p, error_reply(p.request, error, engine.model_id, waited)))
+                continue
             if not result.ok:
                 answered.append((p, error_reply(p.request, result.error, engine.model_id, waited)))
                 continue
+            text, finish = result.text, result.finish_reason
+            if len(text) > MAX_TEXT:
+                text, finish = text[:MAX_TEXT], cut_short(finish)
             timings = {
                 "queue_seconds": waited,
                 "first_token_seconds": result.first_token_seconds,
@@ -325,11 +347,11 @@ def build(settings: GeneratorSettings) -> Service:
                 reply_id=str(uuid.uuid4()),
                 status="ok",
                 kind=p.request.kind,
-                text=result.text,
+                text=text,
                 model=engine.model_id,
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completion_tokens,
-                finish_reason=result.finish_reason,
+                finish_reason=finish,
                 timings=timings,
             )
             answered.append((p, reply))

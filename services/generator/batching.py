@@ -1,12 +1,17 @@
-"""Dynamic batching: take what is queued, up to a size, waiting a little for more."""
+"""Dynamic batching: take what is queued, up to a size, waiting a little for more; run a
+batch, splitting it when it fails."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 async def next_batch(queue: asyncio.Queue[T], max_size: int, max_wait: float) -> list[T]:
@@ -28,3 +33,25 @@ async def next_batch(queue: asyncio.Queue[T], max_size: int, max_wait: float) ->
         except TimeoutError:
             break
     return batch
+
+
+async def run_or_split(
+    run: Callable[[list[T]], Awaitable[list[R]]], batch: list[T]
+) -> list[R | Exception]:
+    """``run(batch)``, one result per item; if it raises, each item is run alone, so one
+    the engine cannot take (or a batch too big for memory) fails no other. An item that
+    fails alone too gets its exception in place of a result. Failures are logged."""
+    try:
+        return list(await run(batch))
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback, then split
+        log.exception("a batch of %s failed", len(batch))
+        if len(batch) == 1:
+            return [exc]
+    results: list[R | Exception] = []
+    for item in batch:
+        try:
+            results += await run([item])
+        except Exception as exc:  # noqa: BLE001 - the caller answers it
+            log.exception("an item failed on its own too")
+            results.append(exc)
+    return results

@@ -273,6 +273,8 @@ class _Batch:
                 row.finish = "deadline"
             if row.finish is not None and row.finish != "stop":
                 piece += row.stops.push(row.stream.flush()) + row.stops.flush()
+                if row.stops.stopped:  # the held-back text completed a stop sequence
+                    row.finish = "stop"
         if self.on_token is not None:
             self.on_token(TokenEvent(row.index, request.request_id, token, piece))
         if row.finish is None:

@@ -33,26 +33,42 @@ class RuntimeOptions:
     device_id: int = 0
 
 
-def default_threads(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+def default_threads(
+    cgroup: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")
+) -> int:
     """The CPUs this process may use: its affinity (what `nproc` says, cpuset-pinned
-    containers), capped by a CPU quota (``docker run --cpus``), not the host's core count.
-    More threads than that makes onnxruntime's spinning workers fight each other, and a
-    quota throttles them all."""
+    containers), capped by a CPU quota (``docker run --cpus``, a systemd ``CPUQuota``),
+    not the host's core count. More threads than that makes onnxruntime's spinning
+    workers fight each other, and a quota throttles them all."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = cpu_quota(cgroup)
+    quota = cpu_quota(cgroup, self_cgroup)
     return max(1, min(cpus or 1, quota or cpus or 1))
 
 
-def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """Whole CPUs the cgroup's quota allows (at least 1), or None without a quota. Reads
-    cgroup v2's ``cpu.max`` or v1's CFS quota; inside a container that is the container's."""
+def cpu_quota(
+    cgroup: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """Whole CPUs (at least 1) that the tightest CPU quota over this process allows, or
+    None without one: cgroup v2's ``cpu.max`` in the process's own cgroup and each one
+    above it, else v1's CFS quota (inside a container, the container's)."""
     try:
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-        if quota == "max":
-            return None
-        return max(1, int(quota) // int(period))
-    except (OSError, ValueError):
-        pass
+        entry = next(x for x in self_cgroup.read_text().splitlines() if x.startswith("0::"))
+        node = cgroup / entry[3:].strip().lstrip("/")
+    except (OSError, StopIteration):
+        node = cgroup
+    quotas = []
+    while True:
+        try:
+            quota, period = (node / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                quotas.append(max(1, int(quota) // int(period)))
+        except (OSError, ValueError):
+            pass
+        if node == cgroup or cgroup not in node.parents:
+            break
+        node = node.parent
+    if quotas:
+        return min(quotas)
     try:
         quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
         period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())

@@ -1,7 +1,7 @@
 import asyncio
 import time
 
-from services.generator.batching import next_batch
+from services.generator.batching import next_batch, run_or_split
 
 
 def run(coro):
@@ -32,3 +32,20 @@ def test_a_lone_request_waits_at_most_max_wait_and_late_ones_join():
 
     batch, took = run(go())
     assert batch == ["a", "b"] and 0.25 <= took < 1.5
+
+
+def test_a_failed_batch_is_split_so_only_the_poison_fails():
+    calls = []
+
+    async def engine(items):
+        calls.append(list(items))
+        if "poison" in items:
+            raise MemoryError("out of memory")
+        return [item.upper() for item in items]
+
+    results = run(run_or_split(engine, ["a", "poison", "b"]))
+    assert results[0] == "A" and results[2] == "B" and isinstance(results[1], MemoryError)
+    assert calls == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]
+    assert run(run_or_split(engine, ["a", "b"])) == ["A", "B"]  # no failure, one call
+    (alone,) = run(run_or_split(engine, ["poison"]))  # a batch of one is not tried twice
+    assert isinstance(alone, MemoryError) and calls[-1] == ["poison"] and calls[-2] == ["a", "b"]

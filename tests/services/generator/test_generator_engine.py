@@ -188,19 +188,26 @@ def test_invalid_sampling_parameters_are_request_errors():
         SamplingParams(seed=-1)
 
 
-def test_threads_follow_a_container_cpu_quota(tmp_path):
+def test_threads_follow_a_cpu_quota(tmp_path):
     from services.generator.engine.runtime import cpu_quota, default_threads
 
-    assert cpu_quota(tmp_path) is None  # no cgroup files: no quota
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert cpu_quota(tmp_path) is None
-    (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker run --cpus 1.5
-    assert cpu_quota(tmp_path) == 1 and default_threads(tmp_path) == 1
-    (tmp_path / "cpu.max").unlink()
-    (tmp_path / "cpu").mkdir()  # cgroup v1
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
-    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert cpu_quota(tmp_path) == 1
+    root, me = tmp_path / "cgroup", tmp_path / "self"
+    (root / "system.slice" / "marquee.service").mkdir(parents=True)
+    me.write_text("0::/system.slice/marquee.service\n")
+    assert cpu_quota(root, me) is None  # no cgroup files: no quota
+    (root / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(root, me) is None
+    (root / "system.slice" / "cpu.max").write_text("300000 100000\n")  # a parent's quota
+    (root / "system.slice" / "marquee.service" / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(root, me) == 3
+    (root / "cpu.max").write_text("150000 100000\n")  # the tightest wins: 1.5 CPUs -> 1
+    assert cpu_quota(root, me) == 1 and default_threads(root, me) == 1
+    assert cpu_quota(root, tmp_path / "none") == 1  # no /proc/self/cgroup: the root's
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(v1, me) == 2
 
 
 def test_end_of_sequence_stops_unless_ignored(tiny_engine):
