@@ -60,8 +60,12 @@ class Pending:
     arrived: float  # the envelope's time, on the time.monotonic() clock
 
 
-#: The most text a reply may carry (``GeneratedContent.text``'s bound).
-MAX_TEXT = 200_000
+#: The most text a reply may carry: ``GeneratedContent.text``'s bound.
+MAX_TEXT = next(
+    bound.max_length
+    for bound in GeneratedContent.model_fields["text"].metadata
+    if hasattr(bound, "max_length")
+)
 
 
 def cut_short(finish: str | None) -> str:
@@ -220,6 +224,7 @@ def build(settings: GeneratorSettings) -> Service:
             await streams["requests"].ack(event)
             return
         request = parsed.data
+        # (Admissions run one at a time, so none is queued while Postgres is asked.)
         if request.request_id in waiting:  # a copy of a queued request: wait for its reply
             waiting[request.request_id].append(event)
             return
@@ -228,9 +233,6 @@ def build(settings: GeneratorSettings) -> Service:
             log.info("request %s was answered before: sending that reply", request.request_id)
             await publish(*stored)
             await streams["requests"].ack(event)
-            return
-        if request.request_id in waiting:  # queued while Postgres was asked
-            waiting[request.request_id].append(event)
             return
         engine = loaded["engine"]
         now = time.monotonic()
@@ -312,11 +314,13 @@ def build(settings: GeneratorSettings) -> Service:
         async def run(group: list[Pending]) -> list:
             requests = [
                 GenerationRequest(
-                    prompt=p.prompt, params=p.params, request_id=p.request.request_id,
+                    prompt=p.prompt,
+                    params=p.params,
+                    request_id=p.request.request_id,
                     deadline=p.deadline,
                 )
                 for p in group
-            ]  # fmt: skip
+            ]
             return await asyncio.to_thread(engine.generate_batch, requests, on_token)
 
         results = await run_or_split(run, live)
