@@ -41,7 +41,7 @@ bench: up
 
 # Refresh docs/dashboard.png (the README's) from the browser test.
 screenshot: setup
-	@MARQUEE_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/integration/test_dashboard_browser.py
+	@MARQUEE_UPDATE_SCREENSHOT=1 $(PY) -m pytest tests/integration/dashboard/test_browser.py
 
 lint: setup
 	@$(PY) -m ruff check shared services tests benchmarks

@@ -85,7 +85,7 @@ def _check_kafka(settings: Settings) -> None:
     kafka_log.setLevel(logging.CRITICAL)
     try:
         admin = KafkaAdminClient(
-            **client_options(settings), bootstrap_timeout_ms=5_000, request_timeout_ms=5_000
+            **client_options(settings, bootstrap_timeout_ms=5_000, request_timeout_ms=5_000)
         )
         try:
             admin.describe_cluster()

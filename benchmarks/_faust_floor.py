@@ -37,7 +37,7 @@ def main(expected: int) -> None:
     async def drain(stream):
         nonlocal seen, first, first_size
         batches = stream.take_events(
-            settings.ingest_batch_size, within=settings.ingest_batch_seconds
+            settings.recommender_ingest_batch_size, within=settings.recommender_ingest_batch_seconds
         )
         async for events in batches:
             now = time.perf_counter()

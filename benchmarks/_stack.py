@@ -46,7 +46,7 @@ SERVE = (sys.executable, "-m", "shared.cli.main", "serve")
 TRAIN = (sys.executable, "-m", "shared.cli.main", "train")
 #: Scheduled retrains (on by default in the worker) would compete for the CPU or swap the
 #: model mid-measurement; benchmarks train when they mean to.
-NO_RETRAINS = {"MARQUEE_RETRAIN_CHECK_SECONDS": "0"}
+NO_RETRAINS = {"MARQUEE_RECOMMENDER_RETRAIN_CHECK_SECONDS": "0"}
 #: Pre-producing is untimed: bigger batches get the events there sooner (well under the
 #: broker's 1 MiB limit on a record batch).
 FAST_PRODUCER = {"linger_ms": 50, "batch_size": 256 * 1024}
@@ -71,7 +71,7 @@ class Scratch:
         s = self.settings
         return {
             **os.environ,
-            "MARQUEE_ENV_FILE": "/nonexistent",  # nothing from .run/marquee.env leaks in
+            "MARQUEE_ENV_FILE": "",  # nothing from .run/marquee.env leaks in
             "MARQUEE_KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
             "MARQUEE_POSTGRES_DSN": s.postgres_dsn.get_secret_value(),
             "MARQUEE_POSTGRES_SCHEMA": s.postgres_schema,
@@ -316,7 +316,7 @@ def trained_worker(stack: Scratch, **env: str) -> Iterator[Worker]:
     The model is polled every second, so it is loaded soon after ``marquee train``.
     """
     sent = publish(stack, movielens_events())
-    env = {"MARQUEE_MODEL_POLL_SECONDS": "1", **NO_RETRAINS, **env}
+    env = {"MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "1", **NO_RETRAINS, **env}
     with worker(stack, **env) as running:
         stack.wait_for_rows(sent, timeout=600)
         stack.progress("ingested MovieLens-100k; training (marquee train)")

@@ -124,13 +124,8 @@ def _rate(results) -> float:
 
 
 def _describe(engine) -> str:
-    from services.generator.kernels import kernel_path
-
-    build = engine.config.build
-    weights = build.get("weights", "?")
-    library = engine.config.custom_ops
-    path = f", {kernel_path(library)} kernels" if library else ""
-    return f"{engine.model_id} ({weights} weights{path}) on {engine.device}"
+    weights = engine.config.build.get("weights", "?")
+    return f"{engine.model_id} ({weights} weights) on {engine.device}"
 
 
 def _batch_figure(variant: str | None) -> None:
@@ -139,10 +134,9 @@ def _batch_figure(variant: str | None) -> None:
         _VARIANT_TEXT[variant]
         if variant
         else (
-            "the default model (SmolLM2-135M-Instruct: GGUF Q4_1 and, for the vocabulary "
-            "projection, Q8_0 blocks in Marquee's MatMulQ4_1 and MatMulQ8_0 custom ops with "
-            "fp32 compute, from 8 rows in AMX bf16 tiles at fp32's precision where the CPU "
-            "has them)"
+            "the default model (SmolLM2-135M-Instruct: GGUF Q4_1 blocks in onnxruntime's "
+            "MatMulNBits with fp32 compute plus the per-block offset term, and, for the "
+            "vocabulary projection, Q8_0 blocks with int8 activations)"
         )
     )
 
@@ -232,68 +226,6 @@ def _kv_figure(variant: str | None) -> None:
                 f"model: {_describe(engine)}",
             ),
         )
-
-
-@functools.cache
-def _stock_q4_engine():
-    """The default build on onnxruntime's kernels instead of ours (what machines without
-    AVX-512 or a compiler get): MatMulNBits plus the offset term for its Q4_1 blocks,
-    GroupQueryAttention after RotaryEmbedding, Sigmoid and Mul; built on demand."""
-    from services.generator.convert import GraphOptions, convert
-    from services.generator.default_model import DIR_PREFIX, gguf_path
-    from services.generator.engine import Engine
-    from services.generator.settings import GeneratorSettings
-    from shared.config import load_settings
-
-    settings = load_settings(GeneratorSettings)
-    path = settings.generator_models_cache / f"{DIR_PREFIX}-q4-nbits"
-    convert(gguf_path(), path, GraphOptions(kernel="onnxruntime"), name="q4-nbits")
-    return _warm(Engine(path, settings.runtime_options()))
-
-
-@benchmark(
-    "generator_q4_1_kernel",
-    unit="tokens/s",
-    needs_kafka=False,
-    description=f"""
-        Batch-1 decode tokens per second ({NEW_TOKENS} new tokens, greedy) of the default
-        model on Marquee's custom ops (`MatMulQ4_1` for its Q4_1 blocks, `MatMulQ8_0` for
-        the vocabulary projection's Q8_0 blocks, `CachedAttention` with rotary embedding,
-        `SwiGLU`) against the same build on onnxruntime's kernels (`MatMulNBits` plus the
-        per-block offset term, with int8 activations for the vocabulary projection,
-        `RotaryEmbedding` and `GroupQueryAttention`, Sigmoid and Mul: what a machine without
-        AVX-512 or a C++ compiler gets), in the same run. Batch 16 and the batch-16 prompt
-        pass (time to first token) are printed for both. Median of interleaved repetitions.
-        No target: context for the kernels.
-    """,
-)
-def q4_1_kernel(ctx: Context) -> Result:
-    served = _engine(None)
-    if served.config.custom_ops is None:
-        raise BenchmarkSkipped("the served model does not use Marquee's kernels on this machine")
-    engines = {"Marquee's kernels": served, "onnxruntime's": _stock_q4_engine()}
-    rates: dict[tuple[str, int], list[float]] = {}
-    first: dict[str, list[float]] = {}
-    for rep in range(ctx.repeat):
-        for kernel, engine in engines.items():
-            for batch in (1, 16):
-                requests = _requests(engine, batch, NEW_TOKENS, offset=rep)
-                results = engine.generate_batch(requests)
-                if batch == 16:
-                    first.setdefault(kernel, []).append(max(r.first_token_seconds for r in results))
-                rates.setdefault((kernel, batch), []).append(_rate(results))
-        ctx.progress(f"rep {rep + 1}/{ctx.repeat} done")
-    median = {key: statistics.median(v) for key, v in rates.items()}
-    return Result(
-        value=median[("Marquee's kernels", 1)],
-        baseline_name="onnxruntime's kernels",
-        baseline_value=median[("onnxruntime's", 1)],
-        notes=tuple(
-            f"{kernel}: batch 16 {median[(kernel, 16)]:,.1f} tokens/s, batch-16 prompt pass "
-            f"{statistics.median(first[kernel]) * 1e3:,.0f} ms"
-            for kernel in engines
-        ),
-    )
 
 
 def _uncached_step(engine, sequence: np.ndarray, repeat: int) -> float:

@@ -53,7 +53,10 @@ def recommender_freshness_p95(ctx: Context) -> Result:
     with scratch(ctx, "fresh") as stack, trained_worker(stack) as running:
         served, stored = _measure(stack, running, samples, ctx)
     value = percentile(served, 95)
-    batching = stack.settings.ingest_batch_size, stack.settings.ingest_batch_seconds
+    batching = (
+        stack.settings.recommender_ingest_batch_size,
+        stack.settings.recommender_ingest_batch_seconds,
+    )
     return Result(
         value=value,
         baseline_name="publish → row committed p95",
@@ -84,7 +87,7 @@ def _measure(
         with Publisher(stack.settings) as publisher:
             for n, user in enumerate(users):
                 # Desynchronise from the worker's batch timer, as real clicks are.
-                time.sleep(rng.uniform(0.0, stack.settings.ingest_batch_seconds))
+                time.sleep(rng.uniform(0.0, stack.settings.recommender_ingest_batch_seconds))
                 top = client.recommended(user)[0]
                 event = InteractionEvent.create(
                     {"user_id": user, "item_id": top, "action": "like"}, source=SOURCE

@@ -81,7 +81,10 @@ def recommender_ingest_throughput(ctx: Context) -> Result:
                     f"rep {rep + 1}/{ctx.repeat} {side:>6}: {rates[side][-1]:,.0f} events/s"
                 )
     value, bare, faust = (statistics.median(rates[s]) for s in ("worker", "bare", "faust"))
-    batching = stack.settings.ingest_batch_size, stack.settings.ingest_batch_seconds
+    batching = (
+        stack.settings.recommender_ingest_batch_size,
+        stack.settings.recommender_ingest_batch_seconds,
+    )
     return Result(
         value=value,
         baseline_name="bare aiokafka consumer",

@@ -124,7 +124,10 @@ def _retrain(stack: Scratch, store: ModelStore, params, runs: dict[str, list[flo
     with _timed({name: owners.get(name, training) for name in names}) as spent:
         started = time.perf_counter()
         outcome = training.retrain(
-            store, params, gate_ratio=settings.quality_gate_ratio, keep=settings.keep_versions
+            store,
+            params,
+            gate_ratio=settings.recommender_quality_gate_ratio,
+            keep=settings.recommender_keep_versions,
         )
         full = time.perf_counter() - started
     if outcome.status != "active":

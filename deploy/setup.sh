@@ -23,8 +23,9 @@ system_packages() {
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     # The dashboard's token test puts a real non-local client in a network namespace.
     command -v ip >/dev/null || missing+=(iproute2)
-    # The default generator model's Q4_1 kernel is C++, compiled when the model is built.
-    command -v c++ >/dev/null || command -v g++ >/dev/null || [[ -n "${CXX:-}" ]] || missing+=(g++)
+    # The README's HTTP examples (and the test that runs them) use curl and jq.
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
     ((${#missing[@]})) || return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         say "installing Debian packages: ${missing[*]}"
@@ -36,7 +37,7 @@ system_packages() {
             case "$pkg" in
                 postgresql) PG_FROM_WHEEL=1 ;;  # installed into the venv below
                 chromium) say "warning: chromium is missing, so the dashboard's browser test will be skipped (install it: sudo apt-get install chromium)" ;;
-                g++) say "warning: no C++ compiler, so the default generator model uses onnxruntime's slower Q4_1 path (install it: sudo apt-get install g++)" ;;
+                curl | jq) say "warning: $pkg is missing, so the README's HTTP examples and their test need it (install it: sudo apt-get install $pkg)" ;;
                 iproute2) say "warning: ip (iproute2) is missing, so the dashboard's non-local token test will be skipped (install it: sudo apt-get install iproute2)" ;;
                 *) die "missing $pkg: install it (Debian: sudo apt-get install $pkg) and rerun make setup" ;;
             esac

@@ -7,6 +7,7 @@ Secrets are :class:`~pydantic.SecretStr` so printing the settings never shows th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -18,8 +19,9 @@ from .errors import ConfigurationError
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
-#: Written by ``make up`` (deploy scripts): the local stack's addresses and DSN.
-DEFAULT_ENV_FILE = Path(".run/marquee.env")
+#: Where ``make up`` runs the local stack (``MARQUEE_RUN_DIR`` moves it): its
+#: ``marquee.env`` holds the stack's addresses and DSN.
+CHECKOUT_RUN_DIR = Path(__file__).resolve().parents[1] / ".run"
 
 
 class Settings(BaseSettings):
@@ -43,6 +45,9 @@ class Settings(BaseSettings):
     #: How long a silent consumer keeps its partitions: shorter means faster takeover
     #: after a crash, longer tolerates longer pauses (the broker allows 6 s to 30 min).
     kafka_session_timeout_seconds: float = Field(default=30.0, ge=6, le=1800)
+    #: How long a client waits for its first broker before giving up: long enough for a
+    #: service to ride out a broker restart; the CLI waits at most 5 s (one line, fast).
+    kafka_bootstrap_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_replication: int = Field(default=1, ge=1, le=10)
     topic_partitions: int | None = Field(default=None, ge=1, le=1000)
@@ -92,16 +97,39 @@ class Settings(BaseSettings):
         return self
 
 
-def load_settings(cls: type[Settings] = Settings, env_file: Path | None = None) -> Settings:
-    """Build settings for an entrypoint: environment first, then the local stack's env file.
+def settings_file(named: Path | str | None = None) -> Path | None:
+    """The settings file read besides the environment, by one rule for the CLI and the SDK:
+    ``named`` (``--env-file``), else ``MARQUEE_ENV_FILE``, else the local stack's
+    ``marquee.env`` (in ``MARQUEE_RUN_DIR``, by default the checkout's ``.run/``) when
+    ``make up`` has written it, wherever the command runs from. A file that is named must
+    exist; an empty ``MARQUEE_ENV_FILE`` means none."""
+    if named is None:
+        named = os.environ.get("MARQUEE_ENV_FILE")
+    if named is not None:
+        if str(named) == "":
+            return None
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"settings file {path} does not exist (named by --env-file or MARQUEE_ENV_FILE); "
+                "`make up` writes the local stack's, or set MARQUEE_ENV_FILE= for none"
+            )
+        return path
+    local = Path(os.environ.get("MARQUEE_RUN_DIR") or CHECKOUT_RUN_DIR) / "marquee.env"
+    return local if local.is_file() else None
+
+
+def load_settings(cls: type[Settings] = Settings, env_file: Path | str | None = None) -> Settings:
+    """Build settings for an entrypoint: the environment first, then the settings file
+    (:func:`settings_file`: ``env_file`` if given).
 
     Raises :class:`ConfigurationError` with every invalid variable named, never a traceback.
     """
     from pydantic import ValidationError
 
-    path = env_file if env_file is not None else DEFAULT_ENV_FILE
+    path = settings_file(env_file)
     try:
-        return cls(_env_file=path if path.is_file() else None)  # type: ignore[call-arg]
+        return cls(_env_file=path)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"MARQUEE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

@@ -35,9 +35,23 @@ class DeliveryError(TransientError):
     """The broker did not confirm a record within the delivery timeout."""
 
 
+#: Database errors that a later attempt may not meet: the connection or the server, not
+#: the data (SQLAlchemy's and the driver's class names; DB-API 2.0 defines them).
+_TRANSIENT_DATABASE_ERRORS = frozenset({"OperationalError", "InterfaceError", "TimeoutError"})
+
+
 def is_retriable(exc: BaseException) -> bool:
-    """Retry decisions for every consumer loop live here."""
+    """Retry decisions for every consumer loop live here: ``True`` for what may succeed
+    later on the same input (a broker or database away), ``False`` for poison (it will
+    fail the same way again: send it to the DLQ)."""
     if isinstance(exc, MarqueeError):
         return exc.retriable
-    # Client libraries mark their own transient failures.
+    module = type(exc).__module__.split(".")[0]
+    if module in ("sqlalchemy", "psycopg2"):
+        # DataError (a value the column cannot hold), IntegrityError (a constraint the
+        # data breaks), ProgrammingError: the same rows fail again. A dropped connection
+        # (disconnects surface as any class) may come back.
+        invalidated = bool(getattr(exc, "connection_invalidated", False))
+        return invalidated or type(exc).__name__ in _TRANSIENT_DATABASE_ERRORS
+    # Client libraries mark their own transient failures (kafka-python, aiokafka).
     return bool(getattr(exc, "retriable", False))

@@ -29,9 +29,6 @@ from .settings import DashboardSettings
 
 log = logging.getLogger(__name__)
 
-#: ``marquee serve dashboard`` loads this settings class.
-SETTINGS = DashboardSettings
-
 
 def build(settings: DashboardSettings) -> Service:
     service = create_app("dashboard", settings)
@@ -50,9 +47,7 @@ def build(settings: DashboardSettings) -> Service:
         on_sample=exporter.update,
     )
     access = Access(settings.http_token, token_for_local=settings.dashboard_token_for_local)
-    recommender = RecommenderClient(
-        settings.dashboard_recommender_url, settings.recommender_token()
-    )
+    recommender = RecommenderClient(settings.recommender_url(), settings.recommender_token())
     install_views(
         service,
         collector,

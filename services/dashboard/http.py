@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from faust.web import Request, Response, View
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.service import Service
+from shared.service import Service, params
 
 from .access import COOKIE, Access
 from .collector import Collector
@@ -38,7 +37,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 CHART_JS = Path("chart.js") / "dist" / "chart.umd.min.js"
 MAX_K = 50
 #: Like the events' ids: 1-128 characters, no control characters.
-USER_ID = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -136,19 +134,17 @@ def install_views(
             body = collector.snapshot.lag_body()
             return self.bytes(body, content_type="application/json", headers=NO_STORE)
 
-    @app.page("/api/users/{user_id}")
+    @app.page(f"/api/users/{{user_id:{params.PATH_ID}}}")
     class Explorer(Guarded):
         async def get(self, request: Request, user_id: str) -> Response:
-            raw = request.query.get("k", "10")
-            if not USER_ID.match(user_id):
-                return self.json(
-                    {"error": "a user id is 1 to 128 printable characters"}, status=400
-                )
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_K:
-                return self.json({"error": f"k must be between 1 and {MAX_K}"}, status=400)
+            try:
+                params.identifier(user_id, "user id")
+                k = params.integer(request.query, "k", 10, low=1, high=MAX_K)
+            except params.BadParameter as exc:
+                return self.json({"error": str(exc)}, status=400)
             history, recommended = await asyncio.gather(
                 asyncio.to_thread(postgres.history, user_id),
-                _recommendations(recommender, postgres, user_id, int(raw)),
+                _recommendations(recommender, postgres, user_id, k),
                 return_exceptions=True,
             )
             body = {"user_id": user_id}

@@ -84,16 +84,13 @@ def assigned_partitions(assignment) -> set[Partition]:
 
 class KafkaSource:
     def __init__(self, settings: Settings) -> None:
-        options = client_options(settings)
         # Short timeouts: a sample that cannot finish soon is skipped, not queued behind.
-        self.admin = KafkaAdminClient(
-            **options, request_timeout_ms=10_000, bootstrap_timeout_ms=10_000
-        )
+        options = client_options(settings, request_timeout_ms=10_000, bootstrap_timeout_ms=10_000)
+        self.admin = KafkaAdminClient(**options)
         self.consumer = KafkaConsumer(
             **options,
             group_id=None,
             enable_auto_commit=False,
-            request_timeout_ms=10_000,
             max_partition_fetch_bytes=256 * 1024,
         )
         self._assigned: set[Partition] = set()

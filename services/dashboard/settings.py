@@ -13,7 +13,7 @@ DEFAULT_NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
 
 
 class DashboardSettings(Settings):
-    #: 6066 is the recommender's, 6067 the generator's (the same ports as docker-compose.yml).
+    #: Each service has its own port (recommender 6066, generator 6067, dashboard 6068).
     http_port: int = Field(default=6068, ge=1, le=65535)
     #: With MARQUEE_HTTP_TOKEN set, requests from this machine (loopback) need no token,
     #: unless this is true: then every request does, as on the other services. Set it when a
@@ -38,8 +38,9 @@ class DashboardSettings(Settings):
     dashboard_max_instances: int = Field(default=200, ge=1, le=10_000)
     dashboard_dead_letters_kept: int = Field(default=10, ge=1, le=200)
 
-    #: The explorer asks the recommender's HTTP API (what apps get, fold-ins included).
-    dashboard_recommender_url: str = "http://127.0.0.1:6066"
+    #: The explorer asks the recommender's HTTP API (what apps get, fold-ins included);
+    #: unset: this machine, on the recommender's default port (from the service registry).
+    dashboard_recommender_url: str | None = None
     #: Bearer token for the recommender; MARQUEE_HTTP_TOKEN when unset (one token per stack).
     dashboard_recommender_token: SecretStr | None = None
     dashboard_node_modules: Path = DEFAULT_NODE_MODULES
@@ -58,6 +59,13 @@ class DashboardSettings(Settings):
         """Ring buffer length: the history plus one, and never shorter than the lag window."""
         points = int(self.dashboard_history_seconds / self.dashboard_sample_seconds) + 1
         return max(points, self.dashboard_lag_window)
+
+    def recommender_url(self) -> str:
+        if self.dashboard_recommender_url:
+            return self.dashboard_recommender_url
+        from shared.registry import service
+
+        return f"http://127.0.0.1:{service('recommender').default_port}"
 
     def recommender_token(self) -> SecretStr | None:
         return self.dashboard_recommender_token or self.http_token

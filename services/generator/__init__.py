@@ -10,3 +10,14 @@ benchmark) drives it from any thread:
   with a KV cache and batched generation;
 - :mod:`.sampling`, :mod:`.stopping` and :mod:`.prompts` are pure logic.
 """
+
+from shared.registry import ServiceSpec
+
+from .settings import GeneratorSettings
+
+SERVICE = ServiceSpec(
+    name="generator",
+    summary="content-requests -> an ONNX language model -> content-generated",
+    settings=GeneratorSettings,
+    build="services.generator.app:build",
+)

@@ -1,5 +1,5 @@
-"""Dynamic batching: take what is queued, up to a size, waiting a little for more; run a
-batch, splitting it when it fails."""
+"""Dynamic batching: take what is queued, up to a size, waiting a little for more; take
+out what can no longer wait; run a batch, splitting it when it fails."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from .errors import Stopping
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,14 +37,31 @@ async def next_batch(queue: asyncio.Queue[T], max_size: int, max_wait: float) ->
     return batch
 
 
+def take_expired(queue: asyncio.Queue[T], expired: Callable[[T], bool]) -> list[T]:
+    """Remove the items that are ``expired`` from ``queue`` and return them; the others
+    stay, in their order. Synchronous, so nothing runs in between; putters waiting for
+    room are woken as ``get_nowait`` frees it."""
+    kept: list[T] = []
+    taken: list[T] = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        (taken if expired(item) else kept).append(item)
+    for item in kept:
+        queue.put_nowait(item)
+    return taken
+
+
 async def run_or_split(
     run: Callable[[list[T]], Awaitable[list[R]]], batch: list[T]
 ) -> list[R | Exception]:
     """``run(batch)``, one result per item; if it raises, each item is run alone, so one
     the engine cannot take (or a batch too big for memory) fails no other. An item that
-    fails alone too gets its exception in place of a result. Failures are logged."""
+    fails alone too gets its exception in place of a result. Failures are logged;
+    :class:`Stopping` is none, and goes up as it is."""
     try:
         return list(await run(batch))
+    except Stopping:
+        raise
     except Exception as exc:  # noqa: BLE001 - logged with its traceback, then split
         log.exception("a batch of %s failed", len(batch))
         if len(batch) == 1:
@@ -51,6 +70,8 @@ async def run_or_split(
     for item in batch:
         try:
             results += await run([item])
+        except Stopping:
+            raise
         except Exception as exc:  # noqa: BLE001 - the caller answers it
             log.exception("an item failed on its own too")
             results.append(exc)

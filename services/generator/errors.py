@@ -4,6 +4,8 @@ A :class:`ModelError` means the model directory (or the GGUF it is built from) i
 or unusable: an operator must act, so it is also a :class:`ConfigurationError` (exit
 code 2 in the CLI). A :class:`RequestError` is one bad request (a prompt longer than the
 context, an unknown kind): the service answers it with an error reply; retrying cannot help.
+:class:`Stopping` is no failure: the engine was told to stop, and the requests it was
+working on get no reply from this process (left unacked, they go to the next worker).
 """
 
 from __future__ import annotations
@@ -27,3 +29,9 @@ class RequestError(GeneratorError):
     """One request can never succeed as given (poison, not retriable)."""
 
     retriable = False
+
+
+class Stopping(GeneratorError):
+    """The engine is stopping (the service shuts down): the batch was abandoned, not failed."""
+
+    retriable = True

@@ -37,8 +37,6 @@ class ModelConfig:
     chat_template: str | None
     #: ``marquee.json`` when we built the directory (source, weights, fingerprint).
     build: dict[str, Any] = field(default_factory=dict)
-    #: The custom-op library the graph needs (``marquee.json``'s ``custom_ops``), if any.
-    custom_ops: Path | None = None
 
 
 def load_model_config(path: Path) -> ModelConfig:
@@ -62,13 +60,6 @@ def load_model_config(path: Path) -> ModelConfig:
     tok_config = _read_json(path / "tokenizer_config.json")
     build = _read_json(path / MARQUEE_FILE)
 
-    custom_ops = custom_ops_file(path, build)
-    if custom_ops is not None:
-        if not custom_ops.is_file():
-            raise ModelError(
-                f"{path} needs {custom_ops.name}, which is missing "
-                "(rebuild it with `marquee model build-default --force`)"
-            )
     context = next((int(config[k]) for k in _CONTEXT_KEYS if config.get(k)), None)
     if context is None:
         limit = tok_config.get("model_max_length")
@@ -94,15 +85,7 @@ def load_model_config(path: Path) -> ModelConfig:
         add_bos_token=bool(tok_config.get("add_bos_token", False)),
         chat_template=_chat_template(path, tok_config),
         build=build,
-        custom_ops=custom_ops,
     )
-
-
-def custom_ops_file(path: Path, build: dict[str, Any]) -> Path | None:
-    """Where the custom-op library that ``marquee.json`` (``build``) names should be: a
-    file in the directory itself, whatever path the record holds."""
-    library = build.get("custom_ops")
-    return path / Path(str(library)).name if library else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -58,17 +58,4 @@ def describe(path: Path) -> dict[str, Any]:
         "eos token ids": list(config.eos_token_ids),
         "chat template": "yes" if config.chat_template else "no (prompts are plain text)",
         "main ops": [f"{op} x{n}" for op, n in ops.most_common(6)],
-        "custom ops": _custom_ops(config.custom_ops),
     }
-
-
-def _custom_ops(library) -> str:
-    """The custom-op library and the path it runs on this CPU, or ``-``."""
-    if library is None:
-        return "-"
-    from .kernels import kernel_path
-
-    try:
-        return f"{library.name} ({kernel_path(library)} path on this CPU)"
-    except (OSError, AttributeError) as exc:
-        return f"{library.name} (cannot load it here: {exc})"

@@ -14,6 +14,9 @@ DEFAULT_MODELS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
 
 
 class GeneratorSettings(Settings):
+    #: Each service has its own port (recommender 6066, generator 6067, dashboard 6068).
+    http_port: int = Field(default=6067, ge=1, le=65535)
+
     #: The model directory to serve; unset: the default model in the models cache.
     generator_model_dir: Path | None = None
     generator_models_cache: Path = DEFAULT_MODELS_CACHE
@@ -21,8 +24,8 @@ class GeneratorSettings(Settings):
     generator_weights: Literal["q4", "fp32"] = "q4"
     #: What q4 weights compute in: fp32 (exact) or int8 activations (faster, drifts).
     generator_compute: Literal["fp32", "int8"] = "fp32"
-    #: Attention kernels of the default build: "gqa" (fused, fastest on CPU) or "ops"
-    #: (standard ops: what a GPU wants, as onnxruntime's CUDA GQA is fp16-only).
+    #: Attention of the default build: "gqa" (fused GroupQueryAttention, fastest on CPU) or
+    #: "ops" (standard ops: what a GPU wants, as onnxruntime's CUDA GQA is fp16-only).
     generator_attention: Literal["gqa", "ops"] = "gqa"
     #: "auto" tries CUDA and falls back to CPU; "cuda" fails instead of falling back.
     generator_provider: Literal["auto", "cuda", "cpu"] = "auto"
@@ -39,6 +42,12 @@ class GeneratorSettings(Settings):
     generator_deadline_seconds: float = Field(default=600.0, gt=0, le=86_400)
     #: Publish partial output on ``content-stream`` while a request is generated.
     generator_stream: bool = False
+    #: The prompt budget, checked at admission; unset: the model's context less one (the
+    #: room a new token needs), and never more than that.
+    generator_max_prompt_tokens: int | None = Field(default=None, ge=1)
+    #: Positions a prompt pass feeds over a batch's rows: deadlines and a stop are seen
+    #: between passes, so a long prompt holds the engine one chunk's time at a time.
+    generator_prefill_chunk_tokens: int = Field(default=256, ge=16, le=16_384)
 
     def model_dir(self) -> Path:
         from .default_model import model_dir
@@ -57,4 +66,16 @@ class GeneratorSettings(Settings):
             provider=self.generator_provider,
             threads=self.generator_threads,
             device_id=self.generator_device_id,
+        )
+
+    def load_engine(self, model_dir: Path | None = None, options=None):
+        """The engine on ``model_dir`` (default: :meth:`model_dir`) with these settings'
+        runtime ``options`` (unless given), prompt budget and prefill chunks."""
+        from .engine import Engine
+
+        return Engine(
+            model_dir or self.model_dir(),
+            options or self.runtime_options(),
+            max_prompt_tokens=self.generator_max_prompt_tokens,
+            prefill_chunk_tokens=self.generator_prefill_chunk_tokens,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from shared.cli.argtypes import positive_int
 from shared.config import Settings, load_settings
@@ -52,8 +53,8 @@ def run_train(args, _: Settings) -> int:
         outcome = retrain(
             store,
             settings.als_params(),
-            gate_ratio=settings.quality_gate_ratio,
-            keep=settings.keep_versions,
+            gate_ratio=settings.recommender_quality_gate_ratio,
+            keep=settings.recommender_keep_versions,
             evaluate_only=args.evaluate_only,
         )
     finally:
@@ -66,7 +67,7 @@ def run_train(args, _: Settings) -> int:
         m = holdout[model]
         print(f"{model:<11} P@10 {m['precision@10']:.4f}  NDCG@10 {m['ndcg@10']:.4f}")
     verdict = "passes" if outcome.passed else "FAILS"
-    print(f"quality gate (>= {settings.quality_gate_ratio:g}x popularity): {verdict}")
+    print(f"quality gate (>= {settings.recommender_quality_gate_ratio:g}x popularity): {verdict}")
     if outcome.version is not None:
         print(
             f"model version {outcome.version}: {outcome.status} (fit {outcome.fit_seconds:.1f} s)"
@@ -78,14 +79,16 @@ def run_recommend(args, _: Settings) -> int:
     from shared.errors import ConfigurationError
 
     from .serving import load_active, recommend_for
+    from .store import InteractionStore
 
     settings, store = _store(args)
     try:
-        loaded = load_active(store, settings.popularity_half_life_days * 86_400)
+        interactions = InteractionStore(store.engine)
+        loaded = load_active(interactions, store, settings.half_life_seconds())
         if loaded is None:
             raise ConfigurationError("no active model yet: run `marquee train`")
         items, strategy = recommend_for(
-            loaded, store.engine, args.user, args.k, exclude_seen=not args.include_seen
+            loaded, interactions, args.user, args.k, exclude_seen=not args.include_seen
         )
     finally:
         store.engine.dispose()
@@ -121,7 +124,8 @@ def run_models(args, _: Settings) -> int:
         print("no model versions yet: run `marquee train`")
         return 0
     print(
-        f"{'id':>4} {'status':<9} {'trained at':<26} {'users':>6} {'items':>6} {'P@10':>7} {'vs pop':>7}"
+        f"{'id':>4} {'status':<9} {'trained at (UTC)':<19} {'users':>6} {'items':>6} "
+        f"{'P@10':>7} {'vs pop':>7}"
     )
     for v in versions:
         holdout = v.metrics.get("holdout", {})
@@ -129,7 +133,10 @@ def run_models(args, _: Settings) -> int:
         base = holdout.get("popularity", {}).get("precision@10")
         ratio = f"{p / base:.2f}x" if p is not None and base else "-"
         shown = f"{p:.4f}" if p is not None else "-"
+        # Seconds in UTC: the stored ISO text (microseconds, offset) is wider than a column.
+        trained = datetime.fromisoformat(v.trained_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(
-            f"{v.id:>4} {v.status:<9} {v.trained_at:<26} {v.n_users or 0:>6} {v.n_items or 0:>6} {shown:>7} {ratio:>7}"
+            f"{v.id:>4} {v.status:<9} {trained:<19} {v.n_users or 0:>6} {v.n_items or 0:>6} "
+            f"{shown:>7} {ratio:>7}"
         )
     return 0

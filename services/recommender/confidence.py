@@ -21,12 +21,12 @@ class Weights:
     @classmethod
     def from_settings(cls, s: RecommenderSettings) -> Weights:
         return cls(
-            s.weight_view,
-            s.weight_click,
-            s.weight_like,
-            s.weight_share,
-            s.weight_dwell_per_minute,
-            s.dwell_max_weight,
+            s.recommender_weight_view,
+            s.recommender_weight_click,
+            s.recommender_weight_like,
+            s.recommender_weight_share,
+            s.recommender_weight_dwell_per_minute,
+            s.recommender_dwell_max_weight,
         )
 
     def of(self, interaction: Interaction) -> float:

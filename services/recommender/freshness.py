@@ -4,6 +4,7 @@ The worker that ingested a batch folds its users in from their full history (and
 new items factors from their users), then upserts the factors into the version's factor
 tables. Every worker polls those tables, so a user folded in by one worker is answered
 alike by all of them; a worker that starts later loads the fold-ins with the version.
+Storage is reached through the protocols of :mod:`.persistence` only.
 """
 
 from __future__ import annotations
@@ -14,16 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Engine
 
-from .model_store import (
-    factor_updates,
-    histories,
-    ingested_since,
-    item_histories,
-    item_kinds,
-    upsert_factors,
-)
+from .persistence import FactorStore, HistoryStore
 from .serving import Loaded
 
 log = logging.getLogger(__name__)
@@ -41,7 +34,13 @@ class FoldIn:
     items: list[str] = field(default_factory=list)
 
 
-async def fold_in(engine: Engine, loaded: Loaded, user_ids: set[str], item_ids: set[str]) -> FoldIn:
+async def fold_in(
+    histories: HistoryStore,
+    factors: FactorStore,
+    loaded: Loaded,
+    user_ids: set[str],
+    item_ids: set[str],
+) -> FoldIn:
     """Fold the batch's users (and its items the model lacks) in, and store their factors.
 
     Database work runs in threads; the model changes on the event loop, between requests,
@@ -51,23 +50,23 @@ async def fold_in(engine: Engine, loaded: Loaded, user_ids: set[str], item_ids: 
     new_items = sorted(i for i in item_ids if i not in rec.items)
     if new_items:
         found, kinds = await asyncio.gather(
-            asyncio.to_thread(item_histories, engine, new_items),
-            asyncio.to_thread(item_kinds, engine, new_items),
+            asyncio.to_thread(histories.item_histories, new_items),
+            asyncio.to_thread(histories.item_kinds, new_items),
         )
         done.items = rec.fold_in_items(found, kinds)
-    users = await asyncio.to_thread(histories, engine, sorted(user_ids))
+    users = await asyncio.to_thread(histories.histories, sorted(user_ids))
     for n, (user, history) in enumerate(users.items()):
         if rec.fold_in(user, history):
             done.users.append(user)
         if n % 50 == 49:
             await asyncio.sleep(0)  # let HTTP requests in between users
     for side, ids in (("item", done.items), ("user", done.users)):
-        factors = [(i, rec.factors_of(side, i)) for i in ids]
-        await asyncio.to_thread(upsert_factors, engine, version, side, factors)
+        rows = [(i, rec.factors_of(side, i)) for i in ids]
+        await asyncio.to_thread(factors.upsert_factors, version, side, rows)
     return done
 
 
-async def catch_up(engine: Engine, loaded: Loaded) -> FoldIn:
+async def catch_up(histories: HistoryStore, factors: FactorStore, loaded: Loaded) -> FoldIn:
     """Fold in what was ingested while the version trained: without this, a user who
     clicked during a retrain would get the new version's older view of them. Called again
     once the version is served, it folds in what was stored since the previous call: the
@@ -77,24 +76,24 @@ async def catch_up(engine: Engine, loaded: Loaded) -> FoldIn:
         return FoldIn()
     since = loaded.caught_up_to or datetime.fromisoformat(data_until)
     users, items, loaded.caught_up_to = await asyncio.to_thread(
-        ingested_since, engine, since - COMMIT_SLACK
+        histories.ingested_since, since - COMMIT_SLACK
     )
-    return await fold_in(engine, loaded, users, items)
+    return await fold_in(histories, factors, loaded, users, items)
 
 
-async def sync(engine: Engine, loaded: Loaded) -> int:
+async def sync(histories: HistoryStore, factors: FactorStore, loaded: Loaded) -> int:
     """Adopt fold-ins other workers stored since the last call; returns how many changed."""
     rec = loaded.recommender
     since = loaded.synced_from - COMMIT_SLACK
-    updates, read_at = await asyncio.to_thread(factor_updates, engine, loaded.version.id, since)
+    updates, read_at = await asyncio.to_thread(factors.factor_updates, loaded.version.id, since)
     # Our own fold-ins (and ones already adopted) come back identical: nothing to do.
     changed = [
         u for u in updates if not np.array_equal(rec.factors_of(u.side, u.external_id), u.factors)
     ]
     items = [u.external_id for u in changed if u.side == "item"]
     users = [u.external_id for u in changed if u.side == "user"]
-    kinds = await asyncio.to_thread(item_kinds, engine, items) if items else {}
-    found = await asyncio.to_thread(histories, engine, users) if users else {}
+    kinds = await asyncio.to_thread(histories.item_kinds, items) if items else {}
+    found = await asyncio.to_thread(histories.histories, users) if users else {}
     for update in sorted(changed, key=lambda u: u.side != "item"):  # items first
         rec.set_factors(
             update.side,

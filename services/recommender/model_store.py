@@ -1,4 +1,8 @@
-"""Postgres adapter for model versions and their factors (bulk COPY, atomic activation)."""
+"""Postgres adapter for model versions and their factors (bulk COPY, atomic activation).
+
+It implements :class:`~.persistence.FactorStore`: the versions, their trained factors and
+the fold-ins every worker writes and adopts.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -16,6 +19,7 @@ from sqlalchemy import Engine, text
 from shared.errors import MarqueeError
 
 from .interactions import Interactions, binary_copy_factors, parse_binary_copy
+from .persistence import FactorUpdate, Version
 
 #: 2000-01-01T00:00:00Z in Unix seconds: where binary timestamps count from.
 POSTGRES_EPOCH = 946_684_800.0
@@ -25,19 +29,6 @@ TRAINING_LOCK = 0x6D71_7472_6169_6E
 
 class TrainingBusy(MarqueeError):
     """Another worker holds the training lock; this retrain is skipped, not queued."""
-
-
-@dataclass(frozen=True)
-class Version:
-    id: int
-    status: str
-    trained_at: str
-    params: dict
-    metrics: dict
-    n_users: int | None
-    n_items: int | None
-    n_interactions: int | None
-    fit_seconds: float | None
 
 
 class ModelStore:
@@ -57,30 +48,35 @@ class ModelStore:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": TRAINING_LOCK})
                 conn.commit()
 
+    def training_lock_holders(self) -> list[str]:
+        """The ``application_name`` of each session holding the training lock now (one at
+        most): who is training, without taking the lock."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a"
+                    " USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.classid = CAST(:hi AS oid) AND l.objid = CAST(:lo AS oid)"
+                ),
+                {"hi": TRAINING_LOCK >> 32, "lo": TRAINING_LOCK & 0xFFFF_FFFF},
+            )
+            return [name for (name,) in rows]
+
     def events(self) -> tuple[Interactions, datetime]:
         """Every stored interaction, column-wise, and the database time just before they
-        were read: anything ingested after it is not in them (see :func:`ingested_since`)."""
+        were read: anything ingested after it is not in them (see ``InteractionStore.ingested_since``)."""
         with self.engine.connect() as conn:
             read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-            buffer = io.BytesIO()
-            with conn.connection.dbapi_connection.cursor() as cur:
-                # Dense indices into the persisted id maps, stored with each interaction:
-                # fixed-width rows. Times as binary timestamptz, microseconds since
-                # 2000-01-01 UTC: converting them to epoch seconds in SQL would cost more
-                # than the whole read.
-                cur.copy_expert(
-                    "COPY (SELECT user_idx, item_idx, weight, occurred_at FROM interactions)"
-                    " TO STDOUT (FORMAT binary)",
-                    buffer,
-                )
-            user_idx, item_idx, weights, micros = parse_binary_copy(
-                buffer.getvalue(), [">i4", ">i4", ">f4", ">i8"]
+            # Times as binary timestamptz, microseconds since 2000-01-01 UTC: converting
+            # them to epoch seconds in SQL would cost more than the whole read.
+            user_ids, item_ids, users, items, (weights, micros) = copy_coded(
+                conn,
+                "SELECT user_idx, item_idx, weight, occurred_at FROM interactions",
+                [">f4", ">i8"],
             )
-            user_rows, users = _compact(user_idx)
-            item_rows, items = _compact(item_idx)
             interactions = Interactions(
-                user_ids=_external_ids(conn, "users", "user_id", user_rows),
-                item_ids=_external_ids(conn, "items", "item_id", item_rows),
+                user_ids=user_ids,
+                item_ids=item_ids,
                 users=users,
                 items=items,
                 weights=weights.astype(np.float32),
@@ -191,123 +187,101 @@ class ModelStore:
     def factors(self, version: int, side: str) -> tuple[list[str], np.ndarray]:
         """The ids and factor matrix of one side ("user" or "item") of a version."""
         table = {"user": "user_factors", "item": "item_factors"}[side]
+        ids, rows = [], []
         with self.engine.connect() as conn:
-            rows = conn.execute(
+            # A server-side cursor, FACTOR_ROWS_PER_FETCH rows a fetch: the driver parses each
+            # fetch's arrays holding the interpreter, and all of them at once stalled a
+            # serving worker's requests for ~100 ms when it loaded a new version.
+            result = conn.execution_options(yield_per=FACTOR_ROWS_PER_FETCH).execute(
                 text(
                     f"SELECT external_id, factors FROM {table} WHERE model_version = :v ORDER BY idx"
                 ),
                 {"v": version},
-            ).all()
-        ids = [r[0] for r in rows]
-        return ids, np.asarray([r[1] for r in rows], dtype=np.float32)
+            )
+            for external_id, factors in result:
+                ids.append(external_id)
+                rows.append(factors)
+        return ids, np.asarray(rows, dtype=np.float32)
 
+    def now(self) -> datetime:
+        """The database's clock, which stamps fold-ins (``updated_at``)."""
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+
+    def upsert_factors(self, version: int, side: str, rows: list[tuple[str, np.ndarray]]) -> None:
+        """Write fold-in factors into ``<side>_factors`` of ``version``, replacing older ones."""
+        if not rows:
+            return
+        table, ids = _SIDES[side]
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO {table} (model_version, idx, external_id, factors, updated_at)"
+                    f" SELECT :v, :base + ids.idx, ids.{ids}_id, :factors, clock_timestamp()"
+                    f" FROM {ids}s AS ids WHERE ids.{ids}_id = :id"
+                    " ON CONFLICT (model_version, external_id)"
+                    " DO UPDATE SET factors = EXCLUDED.factors, updated_at = EXCLUDED.updated_at"
+                ),
+                [
+                    {"v": version, "base": FOLD_IN_IDX_BASE, "id": external, "factors": v.tolist()}
+                    # Sorted: two workers upserting overlapping ids lock rows in one order.
+                    for external, v in sorted(rows, key=lambda row: row[0])
+                ],
+            )
+
+    def factor_updates(self, version: int, since: datetime) -> tuple[list[FactorUpdate], datetime]:
+        """Fold-ins of ``version`` (by any worker) written at or after ``since``, and the
+        database time the read began. The version's trained rows are never among them: they
+        carry its ``trained_at`` (one transaction wrote both), and fold-ins come later."""
+        found = []
+        with self.engine.connect() as conn:
+            read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+            for side, (table, _) in _SIDES.items():
+                rows = conn.execute(
+                    text(
+                        f"SELECT external_id, factors, updated_at FROM {table}"
+                        " WHERE model_version = :v AND updated_at >= :since AND updated_at >"
+                        " (SELECT trained_at FROM model_versions WHERE id = :v)"
+                    ),
+                    {"v": version, "since": since},
+                )
+                found += [
+                    FactorUpdate(side, e, np.asarray(f, dtype=np.float32), t) for e, f, t in rows
+                ]
+        return found, read_at
+
+
+#: Factor rows read per fetch (see ``ModelStore.factors``): ~5 ms of parsing each.
+FACTOR_ROWS_PER_FETCH = 50
 
 #: Fold-in rows for ids the version was not trained on get an ``idx`` above every trained
 #: row, derived from the id's dense index in ``users``/``items``: every worker computes the
 #: same one, so concurrent upserts never collide.
 FOLD_IN_IDX_BASE = 1_000_000_000
 
-
-@dataclass(frozen=True)
-class FactorUpdate:
-    side: str  # "user" or "item"
-    external_id: str
-    factors: np.ndarray
-    updated_at: datetime
-
-
-def upsert_factors(
-    engine: Engine, version: int, side: str, rows: list[tuple[str, np.ndarray]]
-) -> None:
-    """Write fold-in factors into ``<side>_factors`` of ``version``, replacing older ones."""
-    if not rows:
-        return
-    table, ids = _SIDES[side]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                f"INSERT INTO {table} (model_version, idx, external_id, factors, updated_at)"
-                f" SELECT :v, :base + ids.idx, ids.{ids}_id, :factors, clock_timestamp()"
-                f" FROM {ids}s AS ids WHERE ids.{ids}_id = :id"
-                " ON CONFLICT (model_version, external_id)"
-                " DO UPDATE SET factors = EXCLUDED.factors, updated_at = EXCLUDED.updated_at"
-            ),
-            [
-                {"v": version, "base": FOLD_IN_IDX_BASE, "id": external, "factors": v.tolist()}
-                # Sorted: two workers upserting overlapping ids lock rows in one order.
-                for external, v in sorted(rows, key=lambda row: row[0])
-            ],
-        )
-
-
-def factor_updates(
-    engine: Engine, version: int, since: datetime
-) -> tuple[list[FactorUpdate], datetime]:
-    """Fold-ins of ``version`` (by any worker) written at or after ``since``, and the
-    database time the read began. The version's trained rows are never among them: they
-    carry its ``trained_at`` (one transaction wrote both), and fold-ins come later."""
-    found = []
-    with engine.connect() as conn:
-        read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-        for side, (table, _) in _SIDES.items():
-            rows = conn.execute(
-                text(
-                    f"SELECT external_id, factors, updated_at FROM {table}"
-                    " WHERE model_version = :v AND updated_at >= :since AND updated_at >"
-                    " (SELECT trained_at FROM model_versions WHERE id = :v)"
-                ),
-                {"v": version, "since": since},
-            )
-            found += [FactorUpdate(side, e, np.asarray(f, dtype=np.float32), t) for e, f, t in rows]
-    return found, read_at
-
-
-def item_kinds(engine: Engine, item_ids: list[str]) -> dict[str, str]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT item_id, kind FROM items WHERE item_id = ANY(:ids)"), {"ids": item_ids}
-        )
-        return dict(rows.all())
-
-
-def ingested_since(engine: Engine, since: datetime) -> tuple[set[str], set[str], datetime]:
-    """Users and items of the interactions stored after ``since``, and the database time
-    just before they were read."""
-    with engine.connect() as conn:
-        read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-        rows = conn.execute(
-            text("SELECT DISTINCT user_id, item_id FROM interactions WHERE ingested_at >= :t"),
-            {"t": since},
-        ).all()
-    return {u for u, _ in rows}, {i for _, i in rows}, read_at
-
-
 _SIDES = {"user": ("user_factors", "user"), "item": ("item_factors", "item")}
 
 
-def histories(engine: Engine, user_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
-    """Each user's full history as ``(item_id, confidence)`` pairs (fold-in needs it all)."""
-    return _pairs(engine, "user_id", "item_id", user_ids)
-
-
-def item_histories(engine: Engine, item_ids: list[str]) -> dict[str, list[tuple[str, float]]]:
-    """Each item's users as ``(user_id, confidence)`` pairs (``partial_fit_items`` input)."""
-    return _pairs(engine, "item_id", "user_id", item_ids)
-
-
-def _pairs(engine: Engine, key: str, other: str, ids: list[str]) -> dict:
-    found: dict[str, list[tuple[str, float]]] = {i: [] for i in ids}
-    if not ids:
-        return found
-    with engine.connect() as conn:
-        rows = conn.execute(
-            # key and other are column names from this module, never user input.
-            text(f"SELECT {key}, {other}, confidence FROM user_item WHERE {key} = ANY(:ids)"),
-            {"ids": list(ids)},
-        )
-        for one, two, confidence in rows:
-            found[one].append((two, float(confidence)))
-    return found
+def copy_coded(
+    conn, select: str, fields: list[str]
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``COPY (select) TO STDOUT (FORMAT binary)`` of rows that start with a user's and an
+    item's dense index (``users.idx``, ``items.idx``: fixed-width, unlike their ids) and go
+    on with fixed-width ``fields``. Returns the external ids of the users and of the items
+    present, each row's user and item as a position among them, and the other columns."""
+    buffer = io.BytesIO()
+    with conn.connection.dbapi_connection.cursor() as cur:
+        cur.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT binary)", buffer)
+    user_idx, item_idx, *columns = parse_binary_copy(buffer.getvalue(), [">i4", ">i4", *fields])
+    user_rows, users = _compact(user_idx)
+    item_rows, items = _compact(item_idx)
+    return (
+        _external_ids(conn, "users", "user_id", user_rows),
+        _external_ids(conn, "items", "item_id", item_rows),
+        users,
+        items,
+        columns,
+    )
 
 
 def _compact(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

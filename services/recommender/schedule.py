@@ -1,8 +1,10 @@
-"""When a worker should retrain on its own (pure: the caller supplies what it observed)."""
+"""When a worker should retrain on its own (pure: the caller supplies what it observed,
+or a store to observe in :func:`due_now`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,15 @@ def retrain_reason(
     if policy.every_seconds and last_age_seconds >= policy.every_seconds and new > 0:
         return f"last version is {last_age_seconds:.0f} s old and {new} interactions are new"
     return None
+
+
+class TrainingState(Protocol):
+    def training_state(self) -> tuple[int, int | None, float | None]: ...
+
+
+def due_now(policy: RetrainPolicy, store: TrainingState) -> str | None:
+    """:func:`retrain_reason` for what ``store`` holds now (it reads the store: blocking)."""
+    interactions, trained_on, age = store.training_state()
+    return retrain_reason(
+        policy, interactions=interactions, last_trained_on=trained_on, last_age_seconds=age
+    )

@@ -1,4 +1,4 @@
-"""The recommender's settings: the shared ones plus its own (prefix ``MARQUEE_``)."""
+"""The recommender's settings: the shared ones plus its own (``MARQUEE_RECOMMENDER_*``)."""
 
 from __future__ import annotations
 
@@ -8,63 +8,75 @@ from shared.config import Settings
 
 
 class RecommenderSettings(Settings):
+    #: Each service has its own port (recommender 6066, generator 6067, dashboard 6068).
+    http_port: int = Field(default=6066, ge=1, le=65535)
+
     # Implicit-feedback confidence each interaction adds to its user x item pair.
-    weight_view: float = Field(default=1.0, ge=0)
-    weight_click: float = Field(default=2.0, ge=0)
-    weight_like: float = Field(default=4.0, ge=0)
-    weight_share: float = Field(default=6.0, ge=0)
-    #: Dwell adds this much per minute spent, up to ``dwell_max_weight``.
-    weight_dwell_per_minute: float = Field(default=1.0, ge=0)
-    dwell_max_weight: float = Field(default=5.0, ge=0)
+    recommender_weight_view: float = Field(default=1.0, ge=0)
+    recommender_weight_click: float = Field(default=2.0, ge=0)
+    recommender_weight_like: float = Field(default=4.0, ge=0)
+    recommender_weight_share: float = Field(default=6.0, ge=0)
+    #: Dwell adds this much per minute spent, up to ``recommender_dwell_max_weight``.
+    recommender_weight_dwell_per_minute: float = Field(default=1.0, ge=0)
+    recommender_dwell_max_weight: float = Field(default=5.0, ge=0)
 
     # Ingest batching: a batch closes at this many events or after this long.
-    ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
+    recommender_ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
     #: 0.1 s: freshness p95 0.12 s instead of 0.51 s at 0.5 s, with no loss of throughput
     #: (under load batches fill by size first); see docs/benchmarks.md.
-    ingest_batch_seconds: float = Field(default=0.1, gt=0, le=60)
+    recommender_ingest_batch_seconds: float = Field(default=0.1, gt=0, le=60)
 
     # ALS and retraining (defaults chosen on MovieLens-100k; see docs/benchmarks.md).
-    als_factors: int = Field(default=64, ge=1, le=1024)
-    als_regularization: float = Field(default=20.0, ge=0)
-    als_alpha: float = Field(default=1.0, gt=0)
-    als_iterations: int = Field(default=15, ge=1, le=200)
+    recommender_als_factors: int = Field(default=64, ge=1, le=1024)
+    recommender_als_regularization: float = Field(default=20.0, ge=0)
+    recommender_als_alpha: float = Field(default=1.0, gt=0)
+    recommender_als_iterations: int = Field(default=15, ge=1, le=200)
     #: A retrain becomes active only if its held-out P@10 and NDCG@10 are at least this
     #: multiple of popularity's, measured in the same run.
-    quality_gate_ratio: float = Field(default=1.0, ge=0)
+    recommender_quality_gate_ratio: float = Field(default=1.0, ge=0)
     #: Model versions kept in Postgres (the active one is always kept).
-    keep_versions: int = Field(default=3, ge=1, le=100)
+    recommender_keep_versions: int = Field(default=3, ge=1, le=100)
 
     #: How often a worker checks Postgres for a newly activated model version.
-    model_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    recommender_model_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     #: How often a worker adopts the fold-ins other workers stored.
-    fold_in_sync_seconds: float = Field(default=1.0, gt=0, le=3600)
-    popularity_half_life_days: float = Field(default=30.0, gt=0)
+    recommender_fold_in_sync_seconds: float = Field(default=1.0, gt=0, le=3600)
+    recommender_popularity_half_life_days: float = Field(default=30.0, gt=0)
 
     # Scheduled retraining inside the workers (one at a time: a Postgres advisory lock).
     #: How often a worker checks whether a retrain is due; 0 turns scheduling off.
-    retrain_check_seconds: float = Field(default=30.0, ge=0)
+    recommender_retrain_check_seconds: float = Field(default=30.0, ge=0)
     #: Retrain when the newest version is this old (and there is new data); 0 never.
-    retrain_every_seconds: float = Field(default=6 * 3600.0, ge=0)
+    recommender_retrain_every_seconds: float = Field(default=6 * 3600.0, ge=0)
     #: Retrain after this many new interactions; 0 never.
-    retrain_after_events: int = Field(default=50_000, ge=0)
+    recommender_retrain_after_events: int = Field(default=50_000, ge=0)
     #: The first model waits for this many interactions.
-    retrain_min_events: int = Field(default=1_000, ge=10)
+    recommender_retrain_min_events: int = Field(default=1_000, ge=10)
+    #: Scheduled retrains run in a child process (services/recommender/trainer.py) with this
+    #: many fit threads; 0: every CPU but one, so serving keeps a core.
+    recommender_trainer_threads: int = Field(default=0, ge=0, le=256)
+    #: The trainer process's niceness: serving wins the CPU when it is scarce.
+    recommender_trainer_nice: int = Field(default=10, ge=0, le=19)
+
+    def half_life_seconds(self) -> float:
+        """The popularity half-life, in the seconds the model works in."""
+        return self.recommender_popularity_half_life_days * 86_400
 
     def retrain_policy(self):
         from .schedule import RetrainPolicy
 
         return RetrainPolicy(
-            every_seconds=self.retrain_every_seconds,
-            after_events=self.retrain_after_events,
-            min_events=self.retrain_min_events,
+            every_seconds=self.recommender_retrain_every_seconds,
+            after_events=self.recommender_retrain_after_events,
+            min_events=self.recommender_retrain_min_events,
         )
 
     def als_params(self):
         from .model import AlsParams
 
         return AlsParams(
-            factors=self.als_factors,
-            regularization=self.als_regularization,
-            alpha=self.als_alpha,
-            iterations=self.als_iterations,
+            factors=self.recommender_als_factors,
+            regularization=self.recommender_als_regularization,
+            alpha=self.recommender_als_alpha,
+            iterations=self.recommender_als_iterations,
         )

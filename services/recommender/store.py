@@ -1,5 +1,8 @@
 """Postgres adapter for interactions: idempotent, batched, one transaction per batch.
 
+It implements :class:`~.persistence.HistoryStore`: the writes, and the reads the model
+makes of them (histories, what was ingested since, popularity).
+
 A batch travels as one array literal per column and is stored by set-based SQL: one
 statement registers the users and another the items they name; a third inserts the
 interactions (an event id already stored is skipped) and sums only the new ones into the
@@ -11,31 +14,18 @@ adapts a list element by element, twice the client CPU of one string per column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
 
+import numpy as np
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.errors import TransientError
 
-
-@dataclass(frozen=True, slots=True)
-class InteractionRow:
-    event_source: str
-    event_id: str
-    user_id: str
-    item_id: str
-    action: str
-    weight: float
-    dwell_seconds: float | None
-    rating: float | None
-    occurred_at: datetime
-    kafka_topic: str
-    kafka_partition: int
-    kafka_offset: int
-
+from .model_store import copy_coded
+from .persistence import Confidences, InteractionRow, Pair
 
 #: Every InteractionRow field and its Postgres type.
 _TYPES = {
@@ -140,6 +130,92 @@ class InteractionStore:
                 table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
                 for table in ("interactions", "user_item")
             }
+
+    def histories(self, user_ids: Sequence[str]) -> dict[str, list[Pair]]:
+        """Each user's full history as ``(item_id, confidence)`` pairs (fold-in needs it all)."""
+        return self._pairs("user_id", "item_id", user_ids)
+
+    def item_histories(self, item_ids: Sequence[str]) -> dict[str, list[Pair]]:
+        """Each item's users as ``(user_id, confidence)`` pairs (``partial_fit_items`` input)."""
+        return self._pairs("item_id", "user_id", item_ids)
+
+    def _pairs(self, key: str, other: str, ids: Sequence[str]) -> dict[str, list[Pair]]:
+        found: dict[str, list[Pair]] = {i: [] for i in ids}
+        if not ids:
+            return found
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                # key and other are column names from this module, never user input.
+                text(f"SELECT {key}, {other}, confidence FROM user_item WHERE {key} = ANY(:ids)"),
+                {"ids": list(ids)},
+            )
+            for one, two, confidence in rows:
+                found[one].append((two, float(confidence)))
+        return found
+
+    def item_kinds(self, item_ids: Sequence[str]) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT item_id, kind FROM items WHERE item_id = ANY(:ids)"),
+                {"ids": list(item_ids)},
+            )
+            return dict(rows.all())
+
+    def ingested_since(self, since: datetime) -> tuple[set[str], set[str], datetime]:
+        """Users and items of the interactions stored after ``since``, and the database time
+        just before they were read."""
+        with self.engine.connect() as conn:
+            read_at = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+            rows = conn.execute(
+                text("SELECT DISTINCT user_id, item_id FROM interactions WHERE ingested_at >= :t"),
+                {"t": since},
+            ).all()
+        return {u for u, _ in rows}, {i for _, i in rows}, read_at
+
+    def confidences(self) -> Confidences:
+        """Every user x item confidence (the whole table, at load time), by binary COPY."""
+        with self.engine.connect() as conn:
+            user_ids, item_ids, users, items, (values,) = copy_coded(
+                conn,
+                "SELECT u.idx, i.idx, ui.confidence FROM user_item AS ui"
+                " JOIN users AS u USING (user_id) JOIN items AS i USING (item_id)",
+                [">f4"],
+            )
+        return Confidences(user_ids, item_ids, users, items, values.astype(np.float32))
+
+    def popularity(self, half_life_seconds: float) -> list[Pair]:
+        """Time-decayed popularity per item, anchored at the newest event (see
+        :func:`~.model.decayed_popularity`), summed in Postgres so only one row per item
+        travels."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    # 0.5 ** (age / half_life), floored where float8 would underflow (an error).
+                    "SELECT item_id, sum(weight * exp(greatest(-700.0, -ln(2.0) * CAST(extract("
+                    "epoch FROM (SELECT max(occurred_at) FROM interactions) - occurred_at)"
+                    " AS float8) / :half_life)))"
+                    " FROM interactions GROUP BY item_id"
+                ),
+                {"half_life": half_life_seconds},
+            )
+            return [(item, float(score)) for item, score in rows]
+
+    def popular_within(self, window_seconds: float, k: int, kind: str | None = None) -> list[Pair]:
+        """The k items with the most interaction weight in the last ``window_seconds`` before
+        the newest event (a replay of old data has a "last hour" too), best first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT i.item_id, sum(i.weight) AS score FROM interactions i"
+                    " JOIN items USING (item_id)"
+                    " WHERE i.occurred_at >= (SELECT max(occurred_at) FROM interactions)"
+                    "   - make_interval(secs => :window)"
+                    " AND (CAST(:kind AS text) IS NULL OR items.kind = :kind)"
+                    " GROUP BY i.item_id ORDER BY score DESC, i.item_id LIMIT :k"
+                ),
+                {"window": window_seconds, "k": k, "kind": kind},
+            )
+            return [(item, float(score)) for item, score in rows]
 
 
 def _store(conn: Connection, rows: list[InteractionRow]) -> int:

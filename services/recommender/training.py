@@ -45,9 +45,11 @@ def retrain(
     keep: int = 3,
     evaluate_only: bool = False,
     due: Callable[[], str | None] | None = None,
+    num_threads: int = 0,
 ) -> Outcome:
     """``due``, if given, is asked again once the lock is held: a worker that decided to
-    retrain just before another one's retrain finished finds it no longer due, and skips."""
+    retrain just before another one's retrain finished finds it no longer due, and skips.
+    ``num_threads``: implicit's threads for the fits (0: one per core)."""
     with store.training_lock():
         if due is not None and due() is None:
             return Outcome("skipped", None, {}, False, None)
@@ -58,7 +60,7 @@ def retrain(
             )
         train, test = split_per_user_temporal(events)
         with blas_single_thread():
-            scores = evaluate_split(train, test, params)
+            scores = evaluate_split(train, test, params, num_threads=num_threads)
         models = scores["models"]
         passed = passes_gate(models, gate_ratio)
         metrics = {
@@ -72,7 +74,7 @@ def retrain(
             return Outcome("evaluated", None, metrics, passed, None)
 
         started = time.perf_counter()
-        recommender = fit_recommender(events, params)
+        recommender = fit_recommender(events, params, num_threads=num_threads)
         fit_seconds = time.perf_counter() - started
         version = store.save(
             status="candidate",

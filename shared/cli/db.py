@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..config import Settings
-from ..db import current_revision, make_engine, upgrade
 
 
 def register(commands) -> None:
@@ -18,6 +17,8 @@ def register(commands) -> None:
 
 
 def run_upgrade(args, settings: Settings) -> int:
+    from ..db import current_revision, make_engine, upgrade
+
     schema = args.schema or settings.postgres_schema
     engine = make_engine(settings, schema=schema)
     try:
@@ -34,6 +35,8 @@ def run_upgrade(args, settings: Settings) -> int:
 
 
 def run_current(args, settings: Settings) -> int:
+    from ..db import current_revision, make_engine
+
     schema = args.schema or settings.postgres_schema
     engine = make_engine(settings, schema=schema)
     try:

@@ -24,25 +24,24 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..config import Settings
 from ..data import movielens
-from ..db import current_revision, make_engine, upgrade
 from ..events import EventCodec, InteractionEvent
 from ..events.models import ContentRequestEvent
 from ..kafka.admin import ensure_from_settings
 from ..kafka.client import client_options
 from ..kafka.publisher import Publisher
+from ..registry import services
 from ..topics import full_name
 from .argtypes import positive_int, rate
 from .processes import ServiceFailed, Supervisor
 from .replay import replay
 from .topics import admin_client
 
-SERVICES = ("recommender", "generator", "dashboard")
 #: The demo's recommender trains early and often, so models appear while you watch.
 RECOMMENDER_ENV = {
-    "MARQUEE_RETRAIN_CHECK_SECONDS": "5",
-    "MARQUEE_RETRAIN_MIN_EVENTS": "5000",
-    "MARQUEE_RETRAIN_AFTER_EVENTS": "25000",
-    "MARQUEE_MODEL_POLL_SECONDS": "2",
+    "MARQUEE_RECOMMENDER_RETRAIN_CHECK_SECONDS": "5",
+    "MARQUEE_RECOMMENDER_RETRAIN_MIN_EVENTS": "5000",
+    "MARQUEE_RECOMMENDER_RETRAIN_AFTER_EVENTS": "25000",
+    "MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "2",
 }
 REQUESTS = [
     ("news", "The city opens a new public library with a rooftop garden and a maker space."),
@@ -81,8 +80,9 @@ def register(commands) -> None:
     parser.add_argument(
         "--base-port",
         type=positive_int,
-        default=6066,
-        help="HTTP ports: recommender, generator, dashboard from here (default 6066)",
+        default=min(spec.default_port for spec in services().values()),
+        help="HTTP ports of the services, in order, from here (default: %(default)s, "
+        "each service's own port)",
     )
     parser.set_defaults(handler=run)
 
@@ -106,7 +106,7 @@ class Demo:
         self.loop_state = "waiting"  # waiting -> liked -> shown
         self.replay_result: tuple[int, int] | None = None
         self.watched, self.readers, self.fan = cast(
-            int(RECOMMENDER_ENV["MARQUEE_RETRAIN_MIN_EVENTS"])
+            int(RECOMMENDER_ENV["MARQUEE_RECOMMENDER_RETRAIN_MIN_EVENTS"])
         )
 
     # --- background work ---------------------------------------------------------------
@@ -246,6 +246,8 @@ def _interrupt(signum, frame) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    from ..db import current_revision, make_engine, upgrade
+
     started = time.monotonic()
     run_dir = Path(os.environ.get("MARQUEE_RUN_DIR", ".run"))
     _step(f"Kafka at {settings.kafka_bootstrap_servers}: ensuring topics")
@@ -270,15 +272,21 @@ def run(args, settings: Settings) -> int:
     demo = Demo(args, settings, supervisor)
     try:
         _step(f"starting the services (logs in {supervisor.log_dir})")
-        ports = {name: args.base_port + n for n, name in enumerate(SERVICES)}
-        recommender_url = {
-            "MARQUEE_DASHBOARD_RECOMMENDER_URL": f"http://127.0.0.1:{ports['recommender']}"
+        # Every installed service, on consecutive ports from --base-port in the registry's
+        # order (by default port: each service's own port when the base is the first's).
+        specs = services()
+        ports = {name: args.base_port + n for n, name in enumerate(specs)}
+        env = {
+            "recommender": RECOMMENDER_ENV,
+            "dashboard": {
+                "MARQUEE_DASHBOARD_RECOMMENDER_URL": f"http://127.0.0.1:{ports['recommender']}"
+            },
         }
-        supervisor.start("recommender", ports["recommender"], **RECOMMENDER_ENV)
-        supervisor.start("generator", ports["generator"])
-        supervisor.start("dashboard", ports["dashboard"], **recommender_url)
-        for name in ("recommender", "dashboard"):
-            supervisor.wait_up(name)
+        for name in specs:
+            supervisor.start(name, ports[name], **env.get(name, {}))
+        for name in specs:
+            if name != "generator":
+                supervisor.wait_up(name)
         supervisor.wait_up("generator", "/readyz", timeout=300)  # the model loaded
         _say(", ".join(f"{name} :{port}" for name, port in ports.items()) + " are up")
         _step(f"dashboard: http://127.0.0.1:{ports['dashboard']}/")

@@ -8,29 +8,48 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
+from contextlib import ExitStack
 
-# The entrypoint gathers every command, services' own ones included.
-from services.recommender import cli as recommender_cli  # noqa: E402, I001
-from services.recommender import cli_train as recommender_train  # noqa: E402
-
-from ..config import DEFAULT_ENV_FILE, Settings, load_settings
+from ..config import Settings, load_settings
 from ..errors import ConfigurationError, InvalidEvent, MarqueeError
+from ..kafka import failures as kafka_failures
 from ..logging import configure_logging
-from . import db, demo, generate, model, publish, replay, schemas, serve, tail, topics, users
+from ..registry import command_registrars
+from . import db, demo, publish, replay, schemas, serve, tail, topics, users
 
 log = logging.getLogger(__name__)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: The longest a command waits for a first Kafka broker before it says it found none:
+#: with Python's start-up, the one-line error comes within 5 s.
+CLI_BOOTSTRAP_SECONDS = 3.0
+#: Options of ``marquee`` itself, valid before any command.
+ROOT_OPTIONS = frozenset({"-h", "--help", "-v", "--verbose", "--env-file"})
+#: Commands that run until stopped keep the configured bootstrap wait once started.
+LONG_RUNNING = frozenset({"serve", "demo"})
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit code 2), not a usage dump."""
+    """argparse, but a usage error is one line (and exit code 2), not a usage dump, and it
+    names a mistyped option first (argparse would report only the required one it hid)."""
+
+    #: The command line being parsed, so that a subcommand's error can see every option.
+    argv: list[str] = []
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        known = set(self._option_string_actions) | ROOT_OPTIONS
+        unknown = [
+            word.split("=", 1)[0]
+            for word in self.argv
+            if word.startswith("-")
+            and len(word) > 1
+            and not self._negative_number_matcher.match(word)  # a value such as -1.5
+            and word.split("=", 1)[0] not in known
+        ]
+        if unknown and "unrecognized arguments" not in message:
+            message = f"unrecognized arguments: {' '.join(unknown)}; {message}"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -39,35 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--env-file",
-        type=Path,
-        default=Path(os.environ.get("MARQUEE_ENV_FILE", DEFAULT_ENV_FILE)),
-        help="settings file written by `make up` (default: %(default)s); "
-        "MARQUEE_* environment variables override it",
+        help="settings file (default: MARQUEE_ENV_FILE, else the local stack's .run/marquee.env "
+        "when `make up` wrote it; '' for none); MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (
-        topics,
-        publish,
-        tail,
-        replay,
-        db,
-        schemas,
-        users,
-        serve,
-        demo,
-        recommender_cli,
-        recommender_train,
-        model,
-        generate,
-    ):
+    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo):
         module.register(commands)
+    # Services add their own commands through entry points (shared/registry.py).
+    for register in command_registrars():
+        register(commands)
     return parser
-
-
-def _kafka_unreachable(exc: BaseException) -> bool:
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
-
-    return isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError)
 
 
 def _postgres_unreachable(exc: BaseException) -> bool:
@@ -77,14 +77,34 @@ def _postgres_unreachable(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    Parser.argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        settings: Settings = load_settings(env_file=args.env_file)
-        configure_logging("DEBUG" if args.verbose else settings.log_level, settings.log_format)
+    with ExitStack() as stack:
+        failures = None
         if not args.verbose and args.command != "serve":
             # The CLI reports connection failures itself, in one line, and its own progress.
-            logging.getLogger("kafka").setLevel(logging.CRITICAL)
+            failures = stack.enter_context(kafka_failures.capture())
             logging.getLogger("alembic").setLevel(logging.WARNING)
+        return _run(args, failures)
+
+
+def _run(args, failures: kafka_failures.ConnectionFailures | None) -> int:
+    settings: Settings | None = None
+    try:
+        settings = load_settings(env_file=args.env_file)
+        level = settings.log_level
+        if args.command not in LONG_RUNNING and level == "INFO":
+            level = "WARNING"  # a command prints its own progress; libraries' INFO is noise
+        configure_logging("DEBUG" if args.verbose else level, settings.log_format)
+        if args.command not in LONG_RUNNING:
+            # Someone waits at the prompt: "cannot reach Kafka" in seconds, not half a minute.
+            settings = settings.model_copy(
+                update={
+                    "kafka_bootstrap_timeout_seconds": min(
+                        settings.kafka_bootstrap_timeout_seconds, CLI_BOOTSTRAP_SECONDS
+                    )
+                }
+            )
         return int(args.handler(args, settings) or 0)
     except (InvalidEvent, ConfigurationError) as exc:
         print(f"marquee: error: {exc}", file=sys.stderr)
@@ -96,14 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"marquee: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:
-        if _kafka_unreachable(exc):
-            servers = locals().get("settings")
-            where = servers.kafka_bootstrap_servers if servers else "the configured servers"
-            print(
-                f"marquee: error: cannot reach Kafka at {where} ({type(exc).__name__}); "
-                "start the local stack with `make up` or set MARQUEE_KAFKA_BOOTSTRAP_SERVERS",
-                file=sys.stderr,
-            )
+        if kafka_failures.unreachable(exc) and settings is not None:
+            print(f"marquee: error: {kafka_failures.explain(settings, failures)}", file=sys.stderr)
             return EXIT_FAILURE
         if _postgres_unreachable(exc):
             print(

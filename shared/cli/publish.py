@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 from ..config import Settings
+from ..errors import MarqueeError
 from ..events import ContentRequestEvent, InteractionEvent
 from ..events.envelope import DEFAULT_SOURCE
 from ..events.models import ContentKind, InteractionAction
 from ..kafka.publisher import Publisher
+from ..kafka.replies import ReplyWatch
+from .argtypes import positive_int
 
 ACTIONS = list(InteractionAction.__args__)  # type: ignore[attr-defined]
 KINDS = list(ContentKind.__args__)  # type: ignore[attr-defined]
@@ -36,13 +40,27 @@ def register(commands) -> None:
     req.add_argument("--temperature", type=float, default=0.7)
     req.add_argument("--seed", type=int)
     req.add_argument("--source", default=DEFAULT_SOURCE, help="CloudEvents source URI")
+    req.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the generator's reply to this request and print its text",
+    )
+    req.add_argument(
+        "--wait-seconds",
+        type=positive_int,
+        default=600,
+        help="with --wait: how long to wait (default: %(default)s)",
+    )
     req.set_defaults(handler=run_request)
 
 
 def _send(settings: Settings, event) -> int:
     with Publisher(settings) as publisher:
         meta = publisher.publish_sync(event)
-    print(f"published {event.type} id={event.id} to {meta.topic}[{meta.partition}]@{meta.offset}")
+    print(
+        f"published {event.type} id={event.id} to {meta.topic}[{meta.partition}]@{meta.offset}",
+        flush=True,
+    )
     return 0
 
 
@@ -66,4 +84,26 @@ def run_request(args, settings: Settings) -> int:
     }
     if args.seed is not None:
         data["seed"] = args.seed
-    return _send(settings, ContentRequestEvent.create(data, source=args.source, id=request_id))
+    event = ContentRequestEvent.create(data, source=args.source, id=request_id)
+    if not args.wait:
+        return _send(settings, event)
+    # Where the replies end now, before the request leaves: a quick reply cannot be missed.
+    with ReplyWatch(settings, "content-generated") as replies:
+        _send(settings, event)
+        reply = replies.wait_for(request_id, timeout=args.wait_seconds)
+    if reply is None:
+        raise MarqueeError(
+            f"no reply to request {request_id} within {args.wait_seconds} s; is "
+            "`marquee serve generator` running? (`marquee tail content-generated` shows replies)"
+        )
+    if reply.status != "ok":
+        raise MarqueeError(
+            f"the generator answered request {request_id} with an error: {reply.error}"
+        )
+    print(reply.text)
+    print(
+        f"[{reply.kind}, {reply.completion_tokens} tokens, finish: {reply.finish_reason}, "
+        f"model {reply.model}]",
+        file=sys.stderr,
+    )
+    return 0

@@ -23,10 +23,7 @@ def register(commands) -> None:
 def admin_client(settings: Settings):
     from kafka.admin import KafkaAdminClient
 
-    # A user waiting at a prompt wants "cannot reach Kafka" in seconds, not half a minute.
-    return KafkaAdminClient(
-        **client_options(settings), request_timeout_ms=15_000, bootstrap_timeout_ms=10_000
-    )
+    return KafkaAdminClient(**client_options(settings, request_timeout_ms=15_000))
 
 
 def run_ensure(args, settings: Settings) -> int:

@@ -31,6 +31,12 @@ def run_add(args, settings: Settings) -> int:
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
+        # getpass would warn, echo nothing useful and end in EOFError.
+        raise ConfigurationError(
+            "no terminal to ask for the password: pipe it in with --password-stdin "
+            f'(echo "$PASSWORD" | marquee users add {args.name} --password-stdin)'
+        )
     else:
         password = getpass.getpass(f"password for {args.name}: ")
     if len(password) < 8:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .envelope import EXTENSION_NAME
 from .models import EVENT_TYPES
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -20,6 +21,11 @@ def render() -> dict[str, str]:
     files = {}
     for event_type, cls in sorted(EVENT_TYPES.items()):
         schema = cls.model_json_schema(mode="validation")
+        # Extension attributes: any attribute named as CloudEvents names them, nothing else.
+        known = "|".join(schema["properties"])
+        extension = f"^(?!({known})$){EXTENSION_NAME.pattern.removeprefix('^')}"
+        schema["patternProperties"] = {extension: schema.pop("additionalProperties")}
+        schema["additionalProperties"] = False
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{SCHEMA_BASE_URI}{event_type}.json",

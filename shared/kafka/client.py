@@ -7,12 +7,14 @@ from typing import Any
 from ..config import Settings
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
-    """kafka-python keyword arguments for bootstrap servers and SASL/TLS."""
+def client_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """kafka-python keyword arguments for bootstrap servers, SASL/TLS and how long to wait
+    for a first broker; ``overrides`` (a client's own timeouts, say) win."""
     opts: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap_servers.split(",")],
         "client_id": settings.kafka_client_id,
         "security_protocol": settings.kafka_security_protocol,
+        "bootstrap_timeout_ms": int(settings.kafka_bootstrap_timeout_seconds * 1000),
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
         opts["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
@@ -25,4 +27,4 @@ def client_options(settings: Settings) -> dict[str, Any]:
         opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
         opts["sasl_plain_username"] = settings.kafka_sasl_username
         opts["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return opts
+    return opts | overrides

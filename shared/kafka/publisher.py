@@ -59,7 +59,7 @@ class Publisher:
         options = {**PRODUCER_DEFAULTS, **producer_overrides}
         # The broker must accept what the codec accepts, envelope and headers included.
         options.setdefault("max_request_size", max(1024 * 1024, 2 * self._codec.max_bytes))
-        self._producer = KafkaProducer(**client_options(settings), **options)
+        self._producer = KafkaProducer(**client_options(settings, **options))
         self._lock = threading.Lock()
         self.confirmed = 0
         self.failed = 0

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
 from ..config import Settings, load_settings
-from ..errors import ConfigurationError
+from ..errors import MarqueeError
 from ..logging import configure_logging
+from ..registry import service as find_service
 from . import Service
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("recommender", "generator", "dashboard")
+
+class KafkaUnavailable(MarqueeError):
+    """No broker answered at start-up, or none accepted the credentials."""
 
 
 def load(name: str, env_file: Path | None = None) -> Service:
-    """Import ``services.<name>.app`` and call its ``build()`` with its own settings class
-    (``SETTINGS`` in that module) loaded from the environment and ``env_file``."""
-    if name not in SERVICES:
-        raise ConfigurationError(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
-    try:
-        module = importlib.import_module(f"services.{name}.app")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"services.{name}.app":
-            raise
-        raise ConfigurationError(f"the {name} service is not part of this release yet") from None
-    return module.build(load_settings(getattr(module, "SETTINGS", Settings), env_file))
+    """Build the installed service ``name`` (shared/registry.py) with its own settings
+    class loaded from the environment and ``env_file``."""
+    spec = find_service(name)
+    return spec.create(load_settings(spec.settings, env_file))
 
 
 def ensure_topics_at_startup(settings: Settings) -> None:
     """The same registry code as ``marquee topics ensure``: agents subscribe to topics that
-    exist with the registry's settings, whoever started first."""
+    exist with the registry's settings, whoever started first. A broker that cannot be
+    reached (or refuses the credentials) stops the start in one line, not a page of
+    client retries."""
     from kafka.admin import KafkaAdminClient
 
+    from ..kafka import failures
     from ..kafka.admin import ensure_from_settings
     from ..kafka.client import client_options
 
-    admin = KafkaAdminClient(**client_options(settings))
+    with failures.capture() as seen:
+        try:
+            admin = KafkaAdminClient(**client_options(settings))
+        except Exception as exc:
+            if failures.unreachable(exc):
+                raise KafkaUnavailable(failures.explain(settings, seen)) from None
+            raise
     try:
         report = ensure_from_settings(admin, settings)
     finally:
@@ -57,6 +61,8 @@ def run(service: Service) -> None:
     configure_logging(settings.log_level, settings.log_format)
     ensure_topics_at_startup(settings)
     # Our handlers (MARQUEE_LOG_FORMAT=json included), not mode's colour logger on stdout.
-    Worker(
-        service.app, loglevel=settings.log_level.lower(), override_logging=False
-    ).execute_from_commandline()
+    worker = Worker(service.app, loglevel=settings.log_level.lower(), override_logging=False)
+    if not worker.stdout.isatty():
+        # Faust's start-up spinner is for a terminal; in a log file it is escape codes.
+        worker.spinner = None
+    worker.execute_from_commandline()

@@ -9,7 +9,6 @@ plugin is installed (it needs no Docker daemon).
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import os
 import re
 import shlex
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared import registry
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +151,7 @@ def settings_class(service: dict[str, Any]) -> type[Settings]:
     """The settings class the container's command reads: a service's own, else the shared."""
     command = list(service.get("command") or [])
     if command[:1] == ["serve"]:
-        return importlib.import_module(f"services.{command[1]}.app").SETTINGS
+        return registry.service(command[1]).settings
     return Settings
 
 

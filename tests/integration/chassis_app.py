@@ -1,4 +1,4 @@
-"""A service with nothing but the chassis, run as a real worker by test_service_chassis."""
+"""A service with nothing but the chassis, run as a real worker by integration/shared/service/test_chassis.py."""
 
 import sys
 

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
-from stack_helpers import KAFKA_PORT, RUN_DIR, run_stack_script
 
 from shared.config import Settings
 from shared.db import make_engine, upgrade
 from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_options
+from tests.integration.stack_helpers import KAFKA_PORT, RUN_DIR, run_stack_script
 
 
 def pytest_collection_modifyitems(items):

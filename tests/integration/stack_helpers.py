@@ -40,7 +40,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
     """Environment that points the ``marquee`` CLI at this test's stack and prefix."""
     return {
         **os.environ,
-        "MARQUEE_ENV_FILE": "/nonexistent",
+        "MARQUEE_ENV_FILE": "",
         "MARQUEE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "MARQUEE_POSTGRES_DSN": settings.postgres_dsn.get_secret_value(),
         "MARQUEE_POSTGRES_SCHEMA": settings.postgres_schema,

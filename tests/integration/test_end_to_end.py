@@ -13,11 +13,11 @@ from collections import Counter
 from contextlib import ExitStack
 
 import pytest
-from kafka_helpers import read_all
-from stack_helpers import cli_env
-from worker_helpers import free_port, get
 
 from shared.events import EventCodec
+from tests.integration.kafka_helpers import read_all
+from tests.integration.stack_helpers import cli_env
+from tests.integration.worker_helpers import free_port, get
 
 
 def dashboard_state(port: int) -> dict | None:

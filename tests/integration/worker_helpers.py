@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from stack_helpers import cli_env
+
+from tests.integration.stack_helpers import ROOT, cli_env
 
 
 def free_port() -> int:
@@ -33,9 +34,11 @@ def get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
 
 
 def chassis_worker(settings, tmp_path: Path, **env: str):
-    """The chassis probe service (chassis_app.py) as a worker."""
-    command = [sys.executable, str(Path(__file__).with_name("chassis_app.py")), "probe-1"]
-    return service_worker(settings, tmp_path, command, **env)
+    """The chassis probe service (chassis_app.py) as a worker. Run as a module of the
+    tests package: as a script its folder would come first on sys.path, and
+    tests/integration/shared would hide the real ``shared``."""
+    command = [sys.executable, "-m", "tests.integration.chassis_app", "probe-1"]
+    return service_worker(settings, tmp_path, command, PYTHONPATH=str(ROOT), **env)
 
 
 @contextmanager
@@ -51,7 +54,7 @@ def service_worker(
         "MARQUEE_HTTP_PORT": str(port),
         "MARQUEE_LOG_LEVEL": "INFO",
         # Tests train when they mean to; a test of scheduled retraining turns it back on.
-        "MARQUEE_RETRAIN_CHECK_SECONDS": "0",
+        "MARQUEE_RECOMMENDER_RETRAIN_CHECK_SECONDS": "0",
     }
     env = cli_env(settings) | defaults | env
     log_path = tmp_path / "worker.log"

@@ -1,4 +1,4 @@
-"""Settings: MARQUEE_ variables, frozen, secrets masked, clear errors; Kafka client options."""
+"""Settings: MARQUEE_ variables, frozen, secrets masked, clear errors."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.config import Settings, load_settings
+from shared.config import CHECKOUT_RUN_DIR, Settings, load_settings, settings_file
 from shared.errors import ConfigurationError
-from shared.kafka.client import client_options
 
 DSN = "postgresql+psycopg2://marquee:hunter2@db.example:5432/marquee"
 SASL = {
@@ -27,6 +26,7 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("MARQUEE_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("MARQUEE_RUN_DIR", str(tmp_path / "no-stack"))
     monkeypatch.chdir(tmp_path)
 
 
@@ -95,7 +95,7 @@ def test_sasl_without_credentials_names_the_variables(monkeypatch):
 def test_sasl_mechanism_without_sasl_protocol_is_an_error(monkeypatch):
     monkeypatch.setenv("MARQUEE_KAFKA_SASL_MECHANISM", "PLAIN")
     with pytest.raises(ConfigurationError, match="MARQUEE_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"):
-        load_settings(env_file=Path("absent.env"))
+        load_settings()
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_sasl_mechanism_without_sasl_protocol_is_an_error(monkeypatch):
 def test_load_settings_names_the_invalid_variable(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError) as info:
-        load_settings(env_file=Path("absent.env"))
+        load_settings()
     assert str(info.value).startswith("invalid configuration: ")
     assert expected in str(info.value)
 
@@ -119,7 +119,7 @@ def test_load_settings_names_the_invalid_variable(monkeypatch, name, value, expe
 def test_load_settings_reports_cross_field_errors_without_a_bogus_variable(monkeypatch):
     monkeypatch.setenv("MARQUEE_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     with pytest.raises(ConfigurationError) as info:
-        load_settings(env_file=Path("absent.env"))
+        load_settings()
     message = str(info.value)
     assert "MARQUEE_KAFKA_SASL_PASSWORD" in message
     # A model-level error has no field location; it must not be reported as "MARQUEE_?".
@@ -138,15 +138,46 @@ def test_env_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
     assert s.postgres_dsn.get_secret_value() == DSN
 
 
-def test_default_env_file_is_the_local_stacks(tmp_path):
-    (tmp_path / ".run").mkdir()
-    (tmp_path / ".run" / "marquee.env").write_text("MARQUEE_TOPIC_PREFIX=stack.\n")
+def test_the_local_stacks_file_is_read_from_any_folder(monkeypatch, tmp_path):
+    run_dir = tmp_path / "checkout" / ".run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "marquee.env").write_text("MARQUEE_TOPIC_PREFIX=stack.\n")
+    monkeypatch.setenv("MARQUEE_RUN_DIR", str(run_dir))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert load_settings().topic_prefix == "stack."
+    assert settings_file() == run_dir / "marquee.env"
 
 
-def test_missing_env_file_means_environment_only(monkeypatch):
+def test_the_checkouts_run_dir_is_the_default(monkeypatch):
+    monkeypatch.delenv("MARQUEE_RUN_DIR")
+    assert CHECKOUT_RUN_DIR == Path(__file__).resolve().parents[2] / ".run"
+    expected = CHECKOUT_RUN_DIR / "marquee.env"
+    assert settings_file() == (expected if expected.is_file() else None)
+
+
+def test_without_a_stack_file_the_environment_alone_counts(monkeypatch):
     monkeypatch.setenv("MARQUEE_HTTP_PORT", "7003")
-    assert load_settings(env_file=Path("absent.env")).http_port == 7003
+    assert settings_file() is None
+    assert load_settings().http_port == 7003
+
+
+def test_marquee_env_file_names_the_file_for_the_sdk_too(monkeypatch, tmp_path):
+    named = tmp_path / "prod.env"
+    named.write_text("MARQUEE_KAFKA_CLIENT_ID=from-named\n")
+    monkeypatch.setenv("MARQUEE_ENV_FILE", str(named))
+    assert load_settings().kafka_client_id == "from-named"
+    monkeypatch.setenv("MARQUEE_ENV_FILE", "")
+    assert settings_file() is None and load_settings().kafka_client_id == "marquee"
+
+
+@pytest.mark.parametrize("how", ["argument", "variable"])
+def test_a_named_file_that_is_missing_is_an_error_naming_it(monkeypatch, how):
+    if how == "variable":
+        monkeypatch.setenv("MARQUEE_ENV_FILE", "/nonexistent/marquee.env")
+    with pytest.raises(ConfigurationError, match="settings file /nonexistent/marquee.env does"):
+        load_settings(env_file=Path("/nonexistent/marquee.env") if how == "argument" else None)
 
 
 def test_invalid_value_in_env_file_is_a_configuration_error(tmp_path):
@@ -154,57 +185,6 @@ def test_invalid_value_in_env_file_is_a_configuration_error(tmp_path):
     env_file.write_text("MARQUEE_HTTP_PORT=99999\n")
     with pytest.raises(ConfigurationError, match="MARQUEE_HTTP_PORT"):
         load_settings(env_file=env_file)
-
-
-# --- kafka-python client options --------------------------------------------------------------
-def test_client_options_plaintext():
-    opts = client_options(Settings(kafka_bootstrap_servers="k1:9092,k2:9093", kafka_client_id="t"))
-    assert opts == {
-        "bootstrap_servers": ["k1:9092", "k2:9093"],
-        "client_id": "t",
-        "security_protocol": "PLAINTEXT",
-    }
-
-
-def test_client_options_ssl(tmp_path):
-    s = Settings(
-        kafka_security_protocol="SSL",
-        kafka_ssl_cafile=tmp_path / "ca.pem",
-        kafka_ssl_certfile=tmp_path / "client.pem",
-        kafka_ssl_check_hostname=False,
-    )
-    opts = client_options(s)
-    assert opts["security_protocol"] == "SSL"
-    assert opts["ssl_cafile"] == str(tmp_path / "ca.pem")
-    assert opts["ssl_certfile"] == str(tmp_path / "client.pem")
-    assert "ssl_keyfile" not in opts  # unset files are left to kafka-python's defaults
-    assert opts["ssl_check_hostname"] is False
-    assert not any(k.startswith("sasl") for k in opts)
-
-
-def test_client_options_sasl_ssl_unwraps_the_password(monkeypatch, tmp_path):
-    setenv(monkeypatch, {**SASL, "MARQUEE_KAFKA_SSL_CAFILE": str(tmp_path / "ca.pem")})
-    opts = client_options(Settings())
-    assert opts["security_protocol"] == "SASL_SSL"
-    assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert opts["sasl_plain_username"] == "svc-recommender"
-    assert opts["sasl_plain_password"] == "s3cr3t-pw"  # a plain str, not a SecretStr
-    assert opts["ssl_cafile"] == str(tmp_path / "ca.pem")
-    assert opts["ssl_check_hostname"] is True
-
-
-def test_client_options_sasl_plaintext_has_no_tls_options(monkeypatch):
-    setenv(
-        monkeypatch,
-        {
-            **SASL,
-            "MARQUEE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-            "MARQUEE_KAFKA_SASL_MECHANISM": "PLAIN",
-        },
-    )
-    opts = client_options(Settings())
-    assert opts["sasl_mechanism"] == "PLAIN"
-    assert not any(k.startswith("ssl") for k in opts)
 
 
 def test_short_http_token_is_refused_with_advice(monkeypatch):

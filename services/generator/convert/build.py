@@ -1,9 +1,8 @@
 """GGUF -> model directory (ONNX decoder, tokenizer, configs), cached by a fingerprint.
 
 The directory is what an Optimum ``text-generation-with-past`` export holds, so the engine
-reads it the same way (and Optimum, for builds without our custom op): ``model.onnx``
-(+ ``model.onnx.data``), ``config.json``, ``generation_config.json``, ``tokenizer.json``,
-``tokenizer_config.json``, and ``libmarquee_ops.so`` where the graph needs it.
+reads it the same way (and so can Optimum): ``model.onnx`` (+ ``model.onnx.data``),
+``config.json``, ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json``.
 ``marquee.json`` records where it came from; it is written last, so a directory without
 it is an interrupted build and is rebuilt.
 """
@@ -21,9 +20,8 @@ from pathlib import Path
 
 import onnx
 
-from .. import kernels
 from ..errors import ConversionError
-from ..modeldir import MARQUEE_FILE, MODEL_FILE, custom_ops_file
+from ..modeldir import MARQUEE_FILE, MODEL_FILE
 from .gguf_file import GGUFModel
 from .llama import GRAPH_VERSION, GraphOptions, build_graph
 from .tokenizer import build_tokenizer
@@ -36,16 +34,13 @@ Progress = Callable[[str], None]
 def fingerprint(gguf_path: Path, options: GraphOptions) -> dict:
     """What the output depends on; a cached directory with the same one is reused."""
     stat = gguf_path.stat()
-    doc = {
+    return {
         "source": gguf_path.name,
         "source_bytes": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
         "graph_version": GRAPH_VERSION,
         "options": asdict(options),
     }
-    if options.kernel == "marquee":
-        doc["kernels"] = kernels.source_digest()
-    return doc
 
 
 def is_current(out_dir: Path, expected: dict) -> bool:
@@ -53,12 +48,7 @@ def is_current(out_dir: Path, expected: dict) -> bool:
         recorded = json.loads((out_dir / MARQUEE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    library = custom_ops_file(out_dir, recorded)
-    return (
-        recorded.get("fingerprint") == expected
-        and (out_dir / MODEL_FILE).is_file()
-        and (library is None or library.is_file())
-    )
+    return recorded.get("fingerprint") == expected and (out_dir / MODEL_FILE).is_file()
 
 
 def convert(
@@ -108,10 +98,6 @@ def convert(
             location=f"{MODEL_FILE}.data",
             size_threshold=1024,
         )
-        custom_ops = None
-        if any(node.domain == kernels.DOMAIN for node in graph.graph.node):
-            # The directory carries the kernels its graph needs.
-            custom_ops = kernels.build_library(staging, progress=progress)
         tokenizer.save(str(staging / "tokenizer.json"))
         chat_template = model.get("tokenizer.chat_template")
         _write_json(staging / "config.json", _hf_config(spec, special))
@@ -143,9 +129,7 @@ def convert(
                 "converted_from": gguf_path.name,
                 "weights": options.weights,
                 "compute": options.compute,
-                "head_compute": options.head,
-                "kernel": options.kernel,
-                "custom_ops": custom_ops.name if custom_ops else None,
+                "head_compute": options.head_compute,
                 "fingerprint": expected,
             },
         )

@@ -9,12 +9,11 @@ vocabulary projection for all prompt positions but the last.
 Semantics follow Hugging Face's ``LlamaForCausalLM`` (rotate-half RoPE after un-permuting
 llama.cpp's Q/K rows, RMSNorm, SiLU-gated MLP, grouped-query attention, additive mask of
 float32's minimum), so logits can be compared with transformers' to float rounding.
-Block-quantized GGUF weights go to ``MatMulNBits`` as they are (see ``weights.py``), Q4_1
-blocks with fp32 compute to our ``MatMulQ4_1`` custom op by default (``kernel``); RMSNorm
-(fused with the residual add) uses onnxruntime's contrib kernel. Attention is one fused
-node per layer by default, our ``CachedAttention`` with rotary embedding inside
-(``kernel="marquee"``) or onnxruntime's ``RotaryEmbedding`` and ``GroupQueryAttention``,
-or standard ops (queries grouped per KV head, so KV heads are never repeated) with
+Every node is a standard ONNX or onnxruntime contrib operator. Block-quantized GGUF
+weights go to ``MatMulNBits`` as they are (see ``weights.py``); RMSNorm (fused with the
+residual add) is onnxruntime's ``SkipSimplifiedLayerNormalization``. Attention is
+``RotaryEmbedding`` and one fused ``GroupQueryAttention`` per layer by default, or standard
+ops (queries grouped per KV head, so KV heads are never repeated) with
 ``attention="ops"``: onnxruntime's CUDA GroupQueryAttention takes fp16/bf16 only, so an
 fp32 graph meant for a GPU wants "ops".
 """
@@ -27,7 +26,6 @@ from typing import Literal
 import numpy as np
 import onnx
 
-from ..kernels import DOMAIN as KERNEL_DOMAIN
 from . import weights as W
 from .gguf_file import GGUFModel, LlamaSpec
 from .graph import FLOAT, INT64, MS_DOMAIN, Graph
@@ -35,7 +33,6 @@ from .graph import FLOAT, INT64, MS_DOMAIN, Graph
 WeightFormat = Literal["q4", "fp32"]
 Compute = Literal["fp32", "int8"]
 Attention = Literal["gqa", "ops"]
-Kernel = Literal["marquee", "onnxruntime"]
 
 #: Bumped whenever the graph changes, so cached model directories get rebuilt.
 GRAPH_VERSION = 3
@@ -51,30 +48,15 @@ class GraphOptions:
     #: twice as fast on CPU, but logits move by ~0.7 and greedy text drifts from fp32's.
     compute: Compute = "fp32"
     #: The same for the vocabulary projection when its weights are 8-bit blocks (Q8_0).
-    #: None: "fp32" on Marquee's kernels (``MatMulQ8_0``: exact, as fast as int8 at one
-    #: row and ~3x faster at 16), else "int8" (onnxruntime's MatMulNBits: moves logits by
-    #: ~0.25; its fp32 would need the table dequantized, there being no fp32-compute
-    #: kernel for 8-bit blocks).
-    head_compute: Compute | None = None
-    #: "gqa": one fused attention kernel per layer (fastest on CPU): ours or
-    #: onnxruntime's GroupQueryAttention (``kernel``), whose CUDA kernel is fp16-only, so
-    #: under CUDA it would run on the CPU; "ops": the same attention in standard ONNX ops,
-    #: which run on either device.
+    #: "int8" by default: MatMulNBits moves logits by ~0.25 there, and its fp32 would
+    #: need the table dequantized on every call (onnxruntime has no fp32-compute path for
+    #: 8-bit blocks), so "fp32" dequantizes it once into a dense table, exact but 4x the
+    #: bytes read per token.
+    head_compute: Compute = "int8"
+    #: "gqa": RotaryEmbedding and one fused GroupQueryAttention per layer (fastest on
+    #: CPU), whose CUDA kernel is fp16-only, so under CUDA it would run on the CPU; "ops":
+    #: the same attention in standard ONNX ops, which run on either device.
     attention: Attention = "gqa"
-    #: Whose kernels run attention ("gqa", with rotary embedding), the Q4_1 matmuls with
-    #: fp32 compute and the MLP's activation. "marquee": our custom ops
-    #: (``services/generator/kernels``; CPU only; the converter compiles them into the
-    #: model directory): ``CachedAttention``, exact ``MatMulQ4_1`` per projection,
-    #: ``SwiGLU``. "onnxruntime": RotaryEmbedding and GroupQueryAttention, ``MatMulNBits``
-    #: plus the offset term, Sigmoid and Mul (stock onnxruntime, any provider).
-    kernel: Kernel = "marquee"
-
-    @property
-    def head(self) -> Compute:
-        """What the vocabulary projection computes in (``head_compute`` resolved)."""
-        if self.head_compute is not None:
-            return self.head_compute
-        return "fp32" if self.kernel == "marquee" else "int8"
 
 
 class _LlamaBuilder:
@@ -101,26 +83,6 @@ class _LlamaBuilder:
     ) -> str:
         g = self.g
         compute = compute or self.options.compute
-        if (
-            compute == "fp32"
-            and self.options.kernel == "marquee"
-            and (op := self._our_block_op(weight))
-        ):
-            arrays = (
-                [weight.gguf_nibbles(), weight.scales, weight.mins]
-                if op == "MatMulQ4_1"
-                else [weight.signed_codes(), weight.scales]
-            )
-            return g.op(
-                op,
-                x,
-                *(g.weight(f"{name}.{key}", a) for key, a in zip("qdm", arrays, strict=False)),
-                name=name,
-                out=out,
-                domain=KERNEL_DOMAIN,
-                K=weight.in_features,
-                N=weight.out_features,
-            )
         if isinstance(weight, W.BlockWeight) and weight.bits == 8 and compute == "fp32":
             # onnxruntime has no fp32-compute kernel for 8-bit blocks: it would dequantize
             # the whole matrix on every call. Dense fp32 is both exact and faster.
@@ -148,18 +110,6 @@ class _LlamaBuilder:
         correction = g.op("MatMul", self.block_sums(x, weight.in_features), offsets)
         return g.op("Add", y, correction, name=f"{name}/offset", out=out)
 
-    @staticmethod
-    def _our_block_op(weight: W.Weight) -> str | None:
-        """The custom op that takes ``weight``'s GGUF blocks as they are: Q4_1 (``d*q + m``)
-        in ``MatMulQ4_1``, Q8_0 (``d*q``) in ``MatMulQ8_0``."""
-        if not isinstance(weight, W.BlockWeight):
-            return None
-        if weight.bits == 4 and weight.mins is not None:
-            return "MatMulQ4_1"
-        if weight.bits == 8 and weight.mins is None:
-            return "MatMulQ8_0"
-        return None
-
     def block_sums(self, x: str, width: int) -> str:
         """Per-32-block sums of ``x`` ([B, S, K] -> [B, S, K/32]), once per input."""
         if x not in self._block_sums:
@@ -167,15 +117,6 @@ class _LlamaBuilder:
             blocks = g.op("Reshape", x, g.const([0, 0, width // W.BLOCK, W.BLOCK]))
             self._block_sums[x] = g.op("ReduceSum", blocks, g.const([-1]), keepdims=0)
         return self._block_sums[x]
-
-    def packed(self, x: str, weights: list[W.Weight], name: str) -> str:
-        """Several projections of one input, their outputs side by side: one fused matmul
-        when possible, else a Concat."""
-        fused = W.fuse(weights)
-        if fused is not None:
-            return self.linear(x, fused, name)
-        parts = [self.linear(x, w, f"{name}.{i}") for i, w in enumerate(weights)]
-        return self.g.op("Concat", *parts, axis=-1, name=f"{name}/concat")
 
     def linears(self, x: str, weights: list[W.Weight], name: str) -> list[str]:
         """Several projections of one input: one fused matmul and a Split when possible."""
@@ -217,9 +158,8 @@ class _LlamaBuilder:
         h, _ = self.norm(residual, pending, "output_norm.weight")
         head = embedding if s.tied_embeddings else self.weight("output.weight")
         h = self.last_positions(h, ids, keep)
-        compute = self.options.head
-        ours = self.options.kernel == "marquee" and self._our_block_op(head)
-        if isinstance(head, W.BlockWeight) and (head.bits == 4 or compute == "int8" or ours):
+        compute = self.options.head_compute
+        if isinstance(head, W.BlockWeight) and (head.bits == 4 or compute == "int8"):
             self.linear(h, head, "lm_head", out="logits", compute=compute)
         else:
             self.dense_head(h, head, shared=s.tied_embeddings)
@@ -321,34 +261,15 @@ class _LlamaBuilder:
         wq = W.reverse_permute(self.weight(f"{prefix}.attn_q.weight"), s.n_heads)
         wk = W.reverse_permute(self.weight(f"{prefix}.attn_k.weight"), s.n_kv_heads)
         wv = self.weight(f"{prefix}.attn_v.weight")
-        if self.options.attention == "gqa" and self.options.kernel == "marquee":
-            qkv = self.packed(h, [wq, wk, wv], f"{prefix}.attn_qkv")
-            ctx = self.cached_attention(i, qkv, positions, cos, sin, bias, past)
+        q, k, v = self.linears(h, [wq, wk, wv], f"{prefix}.attn_qkv")
+        rope = {"domain": MS_DOMAIN, "interleaved": 0}
+        q = g.op("RotaryEmbedding", q, positions, cos, sin, num_heads=s.n_heads, **rope)
+        k = g.op("RotaryEmbedding", k, positions, cos, sin, num_heads=s.n_kv_heads, **rope)
+        if self.options.attention == "gqa":
+            ctx = self.fused_attention(i, q, k, v, bias, past)
         else:
-            q, k, v = self.linears(h, [wq, wk, wv], f"{prefix}.attn_qkv")
-            rope = {"domain": MS_DOMAIN, "interleaved": 0}
-            q = g.op("RotaryEmbedding", q, positions, cos, sin, num_heads=s.n_heads, **rope)
-            k = g.op("RotaryEmbedding", k, positions, cos, sin, num_heads=s.n_kv_heads, **rope)
-            if self.options.attention == "gqa":
-                ctx = self.fused_attention(i, q, k, v, bias, past)
-            else:
-                ctx = self.attention_ops(i, q, k, v, bias, past)
+            ctx = self.attention_ops(i, q, k, v, bias, past)
         return self.linear(ctx, self.weight(f"{prefix}.attn_output.weight"), f"{prefix}.attn_out")
-
-    def cached_attention(self, i, qkv, positions, cos, sin, bias, past) -> str:
-        """Our ``CachedAttention``: rotary embedding (each row's own positions) and attention
-        in one node on the packed projection; the cache a plain concatenation, as the
-        contract wants, the bias hiding padding and the future."""
-        s = self.spec
-        ctx, _, _ = self.g.op(
-            "CachedAttention",
-            qkv, past[0], past[1], bias, positions, cos, sin,
-            domain=KERNEL_DOMAIN,
-            num_heads=s.n_heads,
-            kv_num_heads=s.n_kv_heads,
-            out=[f"blk.{i}.attn/out", f"present.{i}.key", f"present.{i}.value"],
-        )  # fmt: skip
-        return ctx
 
     def fused_attention(self, i, q, k, v, bias, past) -> str:
         """GroupQueryAttention with its causal mask and a bias for left padding.
@@ -404,12 +325,8 @@ class _LlamaBuilder:
         g = self.g
         prefix = f"blk.{i}"
         weights = [self.weight(f"{prefix}.ffn_gate.weight"), self.weight(f"{prefix}.ffn_up.weight")]
-        if self.options.kernel == "marquee":
-            gate_up = self.packed(h, weights, f"{prefix}.ffn_gate_up")
-            act = g.op("SwiGLU", gate_up, domain=KERNEL_DOMAIN, name=f"{prefix}.ffn_act")
-        else:
-            gate, up = self.linears(h, weights, f"{prefix}.ffn_gate_up")
-            act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
+        gate, up = self.linears(h, weights, f"{prefix}.ffn_gate_up")
+        act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
         return self.linear(act, self.weight(f"{prefix}.ffn_down.weight"), f"{prefix}.ffn_down")
 
     def last_positions(self, h: str, ids: str, keep: str) -> str:

@@ -11,8 +11,7 @@ without re-quantizing anything:
 
 ``MatMulNBits`` also takes float zero points (``-m / d`` would do), but onnxruntime's CPU
 kernel then dequantizes the whole matrix on every call instead of using its packed
-kernels, which is slower than fp32; hence the offset term. CPU builds use neither: Q4_1
-blocks go, as stored, to our ``MatMulQ4_1`` custom op (``services/generator/kernels``).
+int4 path, which is slower than fp32; hence the offset term.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ class BlockWeight:
     (Q4_0, Q8_0) ``w = scales * (q - 2**(bits-1))``.
 
     ``packed`` is ``MatMulNBits``' input B: uint8 ``[out, k_blocks, 32 * bits / 8]``, two
-    4-bit values per byte (the even element in the low nibble). ``MatMulQ4_1`` takes
-    ``mins`` as they are; ``MatMulNBits`` needs them as ``offsets``.
+    4-bit values per byte (the even element in the low nibble). ``MatMulNBits`` takes
+    ``mins`` as ``offsets``.
     """
 
     bits: int
@@ -96,17 +95,6 @@ class BlockWeight:
             return self.packed
         low, high = self.packed & 0x0F, self.packed >> 4
         return np.stack([low, high], axis=-1).reshape(*self.packed.shape[:2], BLOCK)
-
-    def signed_codes(self) -> np.ndarray:
-        """8-bit codes as the signed values they stand for (``q - 128``), int8
-        ``[out, k_blocks, 32]``: ``MatMulQ8_0``'s input Q."""
-        return (self.packed.astype(np.int16) - 128).astype(np.int8)
-
-    def gguf_nibbles(self) -> np.ndarray:
-        """4-bit codes in GGUF's order, ``[out, k_blocks, 16]``: byte j holds element j in
-        its low nibble and element j + 16 in its high one."""
-        codes = self.codes()
-        return (codes[..., :16] | (codes[..., 16:] << 4)).astype(np.uint8)
 
     def dequantize(self) -> np.ndarray:
         zero = np.float32(2 ** (self.bits - 1))

@@ -7,12 +7,12 @@ as onnxruntime values on the device (GPU memory under CUDA) and are bound as the
 step's ``past_key_values.*`` without a copy. Only the last position's logits come back
 to the host. Dropping finished rows or common left padding copies the cache once.
 
-Models whose attention is onnxruntime's ``GroupQueryAttention`` or our ``CachedAttention``
-(the converter's default builds) can instead keep the cache in one preallocated buffer per
-layer, bound as both ``past_key_values.*`` and ``present.*``: the kernel then appends the
-new positions in place instead of copying the whole cache into a fresh ``present`` every
-step. The buffer has room for more positions than are valid; ``attention_mask`` says how
-many are, and the buffer grows by doubling.
+Models whose attention is onnxruntime's ``GroupQueryAttention`` (the converter's default
+builds) can instead keep the cache in one preallocated buffer per layer, bound as both
+``past_key_values.*`` and ``present.*``: the operator then appends the new positions in
+place instead of copying the whole cache into a fresh ``present`` every step. The buffer
+has room for more positions than are valid; ``attention_mask`` says how many are, and the
+buffer grows by doubling.
 """
 
 from __future__ import annotations
@@ -158,6 +158,31 @@ class Decoder:
             values.append(OrtValue.ortvalue_from_numpy(kept, self.device, self.device_id))
         return KVCache(values, len(rows), cache.length - drop_left)
 
+    def merge(self, caches: list[KVCache], reserve: int = 0) -> KVCache:
+        """One cache for the rows of ``caches`` (one row each, read alone), left-padded to
+        the longest, as a batched prompt pass leaves it; shared buffers get room for
+        ``reserve`` more positions. The padding is zeros: the attention mask hides it,
+        but what it hides must not be NaN (0 x NaN is NaN)."""
+        from onnxruntime import OrtValue
+
+        batch, width = len(caches), max(c.length for c in caches)
+        capacity = self._room(width + min(reserve, INITIAL_RESERVE), needed=width)
+        if not self.share_buffers:
+            capacity = width
+        merged = []
+        for k in range(len(self.past_names)):
+            out = np.empty((batch, self.kv_heads, capacity, self.head_dim), self.kv_dtype)
+            for b, cache in enumerate(caches):
+                row = cache.buffers[k] if cache.buffers is not None else cache.values[k].numpy()
+                out[b, :, : width - cache.length] = 0
+                out[b, :, width - cache.length : width] = row[0, :, : cache.length]
+            merged.append(out)
+        if self.share_buffers:
+            values = [OrtValue.ortvalue_from_numpy(b) for b in merged]
+            return KVCache(values, batch, width, merged)
+        values = [OrtValue.ortvalue_from_numpy(m, self.device, self.device_id) for m in merged]
+        return KVCache(values, batch, width)
+
     # -- forward ---------------------------------------------------------------------------
     def prefill(
         self,
@@ -165,15 +190,20 @@ class Decoder:
         attention_mask: np.ndarray,
         position_ids: np.ndarray,
         reserve: int = 0,
+        *,
+        pending: int = 0,
     ) -> tuple[np.ndarray, KVCache]:
-        """The prompt pass: last-position logits and the cache, in row groups when the
-        model returns logits for every position (an Optimum export) and they would be big.
-        ``reserve``: how many more positions the caller expects to append."""
+        """The (first) prompt pass: last-position logits and the cache, in row groups when
+        the model returns logits for every position (an Optimum export) and they would be
+        big. ``reserve``: how many new tokens the caller may append; ``pending``: how many
+        prompt positions later passes will append (chunked prefill)."""
         batch, length = input_ids.shape
         if self.share_buffers:
-            # Room for a first stretch only: pages are touched as they fill, but a batch's
-            # rows may well stop long before their max_new_tokens.
-            room = self._room(length + min(reserve, INITIAL_RESERVE), needed=length)
+            # Room for the whole prompt and a first stretch of new tokens only: pages are
+            # touched as they fill, but a batch's rows may well stop long before their
+            # max_new_tokens.
+            wanted = length + pending + min(reserve, INITIAL_RESERVE)
+            room = self._room(wanted, needed=length + pending)
             cache = self.empty_cache(batch, room)
             return self.step(input_ids, attention_mask, position_ids, cache)
         # An export with a symbolic vocabulary size: assume a large one.

@@ -121,21 +121,12 @@ def try_cuda_session(model, so=None, device_id: int = 0):
     return session, reason
 
 
-def create_session(onnx_path: Path, options: RuntimeOptions, custom_ops: Path | None = None):
-    """``(session, device)`` with device ``"cuda"`` or ``"cpu"``; ``custom_ops``: a library
-    of custom ops the graph needs (registered first)."""
+def create_session(onnx_path: Path, options: RuntimeOptions):
+    """``(session, device)`` with device ``"cuda"`` or ``"cpu"``."""
     import onnxruntime as ort
 
     threads = options.threads or default_threads()
     so = ort.SessionOptions()
-    if custom_ops is not None:
-        try:
-            so.register_custom_ops_library(str(custom_ops))
-        except Exception as exc:  # onnxruntime's pybind errors share no useful base class
-            raise ModelError(
-                f"cannot load {custom_ops}: {str(exc).strip()[:300]} (rebuild the model "
-                "directory on this machine with `marquee model build-default --force`)"
-            ) from None
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = threads
@@ -161,6 +152,9 @@ def create_session(onnx_path: Path, options: RuntimeOptions, custom_ops: Path | 
     try:
         session = ort.InferenceSession(str(onnx_path), so, providers=[CPU])
     except Exception as exc:
-        raise ModelError(f"onnxruntime cannot load {onnx_path}: {str(exc).strip()[:500]}") from None
+        raise ModelError(
+            f"onnxruntime cannot load {onnx_path}: {str(exc).strip()[:500]} (a model built by "
+            "an older Marquee: rebuild it with `marquee model build-default --force`)"
+        ) from None
     log.info("generator runs on CPU with %s threads", threads)
     return session, "cpu"

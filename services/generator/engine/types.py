@@ -58,3 +58,7 @@ class GenerationResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+#: Called with a request's position in the batch and its result as soon as it finishes.
+OnResult = Callable[[int, GenerationResult], None]

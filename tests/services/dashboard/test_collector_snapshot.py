@@ -1,5 +1,5 @@
 """The collector's bookkeeping and the API's shape, with in-memory sources (no broker here:
-the real-broker path is tests/integration/test_dashboard.py)."""
+the real-broker path is tests/integration/dashboard/test_api.py)."""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from generator_helpers import TinyConfig, write_tiny_gguf  # noqa: E402
+from tests.services.generator.generator_helpers import TinyConfig, write_tiny_gguf  # noqa: E402
 
 KEEP = ("model.onnx", "config.json", "generation_config.json", "tokenizer.json",
         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")  # fmt: skip

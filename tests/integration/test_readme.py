@@ -1,0 +1,264 @@
+"""The README's commands, run as it shows them, against the real stack: it cannot drift.
+
+Each fenced block below is read from README.md itself, run line by line through bash from
+the checkout (the test's own topic prefix and schema in the environment, and the test
+stack's ports where the README names the local stack's), and each line must do what its
+block says: finish with exit code 0, or, for a command that runs until stopped, still run
+and answer on its port. Blocks not run here say where else they are covered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stack_helpers import KAFKA_PORT, ROOT, cli_env
+from tests.integration.worker_helpers import get
+
+README = (ROOT / "README.md").read_text()
+SASL_PORT = KAFKA_PORT + 4
+#: Commands that run until stopped: alive after this long, and answering on their port.
+FOREGROUND = {
+    "marquee serve recommender": 6066,
+    "marquee serve generator": 6067,
+    "marquee serve dashboard": 6068,
+    "marquee tail interactions --from-beginning": None,
+}
+#: Lines covered elsewhere, and where.
+ELSEWHERE = {
+    "marquee demo --duration 300": "tests/integration/test_end_to_end.py runs the demo",
+}
+STDIN = {"marquee users add app1 --password-stdin": "a-long-password\n"}
+#: Every fenced block of the README by the section it stands in: run by a test of this
+#: module, or where it is covered instead and why.
+BLOCKS = {
+    "## Two commands on a fresh machine": "CI runs `make test`; test_end_to_end runs the demo",
+    "## Using it": "test_using_it_runs_as_written",
+    "### Recommendations over HTTP": "test_recommendations_over_http_answer_as_shown",
+    "### The ops dashboard": "test_the_dashboard_block_runs_as_written (the YAML: Prometheus's)",
+    "### Generating text: the model and the engine": "set-up runs build-default; "
+    "tests/services/generator runs the engine snippet; the Optimum export needs PyTorch",
+    "### The generator service": "test_the_generator_service_block_runs_as_written",
+    "### Publishing from your app (Python SDK)": "test_the_sdk_snippet_runs_as_written",
+    "## Configuration": "test_trying_authentication_locally_runs_as_written",
+    "## Production-like: Docker Compose": "no Docker engine here: tests/deploy checks the file",
+    "## Layout": "a picture, not a command",
+}
+
+
+def block(after: str) -> list[str]:
+    """The command lines of the first ```sh block after the heading or text ``after``."""
+    start = README.index(after)
+    match = re.search(r"```sh\n(.*?)```", README[start:], re.S)
+    assert match, f"no sh block after {after!r}"
+    lines, current = [], ""
+    for line in match.group(1).splitlines():
+        current += line.rstrip("\\").rstrip() + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            if current.strip() and not current.lstrip().startswith("#"):
+                lines.append(current.strip())
+            current = ""
+    return lines
+
+
+def local(line: str) -> str:
+    """The line against the test stack: its SASL port for the local stack's."""
+    return line.replace("127.0.0.1:9096", f"127.0.0.1:{SASL_PORT}")
+
+
+def bare(line: str) -> str:
+    return re.sub(r"\s+#.*$", "", line).strip()
+
+
+def run(line: str, env: dict, tmp_path: Path, *, timeout: float = 600, stdin: str = ""):
+    return subprocess.run(
+        ["bash", "-c", f". .venv/bin/activate && {local(line)}"],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_every_block_of_the_readme_is_accounted_for():
+    sections, current = set(), None
+    fence = False
+    for line in README.splitlines():
+        if line.startswith("```"):
+            if not fence:
+                sections.add(current)
+            fence = not fence
+        elif not fence and line.startswith("#"):
+            current = line.strip()
+    assert sections == set(BLOCKS), sections ^ set(BLOCKS)
+
+
+def start(line: str, env: dict, log: Path, port: int | None) -> subprocess.Popen:
+    """Start ``line`` as a user does in a terminal of its own, and see it answer on its
+    port (or print what it reads) while it keeps running."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", f". .venv/bin/activate && exec {bare(line)}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{line!r} stopped:\n{log.read_text()[-2000:]}"
+        if port is None and log.read_text().strip():
+            return proc  # it printed what it read
+        if port is not None:
+            try:
+                if get(port, "/livez")[0] == 200:
+                    return proc
+            except OSError:
+                pass
+        time.sleep(0.5)
+    proc.terminate()
+    pytest.fail(f"{line!r} did not answer within 90 s:\n{log.read_text()[-2000:]}")
+
+
+@pytest.mark.timeout(1200)
+def test_using_it_runs_as_written(topics, engine, tmp_path):
+    # `marquee train` below is the README's own retrain: the workers' schedule stays out.
+    env = cli_env(topics) | {"MARQUEE_RECOMMENDER_RETRAIN_CHECK_SECONDS": "0"}
+    lines = block("## Using it")
+    assert len(lines) >= 15 and lines[0].startswith(". .venv/bin/activate")
+    running: list[subprocess.Popen] = []
+    try:
+        for n, line in enumerate(lines[1:]):
+            command = bare(line)
+            if command in ELSEWHERE:
+                continue
+            if command in FOREGROUND:
+                log = tmp_path / f"{n}.log"
+                running.append(start(line, env, log, FOREGROUND[command]))
+                continue
+            result = run(line, env, tmp_path, stdin=STDIN.get(command, ""))
+            assert result.returncode == 0, (line, result.stdout[-1500:], result.stderr[-1500:])
+            assert "Traceback" not in result.stderr, line
+    finally:
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            proc.wait(timeout=60)
+    # What the block promises along the way: the replay reached the recommender, which
+    # `marquee train` then trained on.
+    listed = run("marquee models --json", env, tmp_path)
+    assert json.loads(listed.stdout)[0]["status"] == "active"
+
+
+def test_recommendations_over_http_answer_as_shown(topics, engine, tmp_path):
+    from tests.integration.stack_helpers import marquee, seed_movielens
+
+    seed_movielens(engine, 30_000)
+    assert marquee(topics, "train").returncode == 0
+    env = cli_env(topics)
+    curls = block("### Recommendations over HTTP")
+    shown = re.search(r"curl 'localhost:6066/users/42/recommendations[^\n]*\n# (\{.*\})", README)
+    assert shown, "the sample answer under the first curl"
+    log = tmp_path / "recommender.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", ". .venv/bin/activate && exec marquee serve recommender"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if get(6066, "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.5)
+        for line in curls:
+            result = run(f"curl -sS -f {bare(line).removeprefix('curl ')}", env, tmp_path)
+            assert result.returncode == 0, (line, result.stderr)
+            body = json.loads(result.stdout)
+            assert "error" not in body, (line, body)
+        first = json.loads(run(bare(curls[0]), env, tmp_path).stdout)
+        sample = shown.group(1).replace("...", '"..."').replace(', "..."]', "]")
+        keys = set(re.findall(r'"(\w+)":', sample))
+        assert keys <= set(first) | set(first["items"][0]), (keys, first)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_the_sdk_snippet_runs_as_written(topics):
+    from tests.integration.kafka_helpers import read_all
+
+    code = re.search(r"### Publishing from your app.*?```python\n(.*?)```", README, re.S).group(1)
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code],
+        cwd=ROOT,
+        env=cli_env(topics),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    (record,) = read_all(topics, "interactions", expected=1)
+    assert b'"article-42"' in record.value and b"urn:myapp:web" in record.value
+
+
+def test_trying_authentication_locally_runs_as_written(topics, tmp_path):
+    lines = block("To try authentication locally")
+    script = " && ".join(local(line) for line in lines)
+    env = cli_env(topics)
+    result = subprocess.run(
+        ["bash", "-c", f". .venv/bin/activate && {script}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"to {topics.topic_prefix}interactions[" in result.stdout
+
+
+def test_the_generator_service_block_runs_as_written(topics, engine, tmp_path):
+    env = cli_env(topics)
+    generator = start("marquee serve generator", env, tmp_path / "generator.log", 6067)
+    try:
+        publish, tail = block("### The generator service")
+        result = run(publish, env, tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.splitlines()
+        assert out[0].startswith("published marquee.content_request.v1 id=")
+        assert len(out) > 1 and "finish:" in result.stderr  # the text, then its summary
+        tailing = start(tail, env, tmp_path / "tail.log", None)
+        tailing.terminate()
+        tailing.wait(timeout=30)
+        assert "marquee.generated_content.v1" in (tmp_path / "tail.log").read_text()
+    finally:
+        generator.terminate()
+        generator.wait(timeout=60)
+
+
+def test_the_dashboard_block_runs_as_written(topics, engine, tmp_path):
+    env = cli_env(topics)
+    dashboard = start("marquee serve dashboard", env, tmp_path / "dashboard.log", 6068)
+    try:
+        for line in block("### The ops dashboard"):
+            result = run(line, env, tmp_path, timeout=60)
+            assert result.returncode == 0, (line, result.stderr)
+            json.loads(result.stdout)  # JSON, as the README says (jq's output included)
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=60)
