@@ -24,6 +24,11 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 CHECKOUT_RUN_DIR = Path(__file__).resolve().parents[1] / ".run"
 
 
+#: The longest a command waits for a first Kafka broker before it says it found none: with
+#: Python's start-up, the one-line error comes within 5 s.
+PROMPT_BOOTSTRAP_SECONDS = 3.0
+
+
 class Settings(BaseSettings):
     """Settings every Marquee process understands. Services subclass it for their own."""
 
@@ -45,8 +50,9 @@ class Settings(BaseSettings):
     #: How long a silent consumer keeps its partitions: shorter means faster takeover
     #: after a crash, longer tolerates longer pauses (the broker allows 6 s to 30 min).
     kafka_session_timeout_seconds: float = Field(default=30.0, ge=6, le=1800)
-    #: How long a client waits for its first broker before giving up: long enough for a
-    #: service to ride out a broker restart; the CLI waits at most 5 s (one line, fast).
+    #: How long a client waits for its first broker before giving up. Commands (``marquee
+    #: serve``'s start-up check included) wait at most PROMPT_BOOTSTRAP_SECONDS unless this
+    #: is set: someone is waiting for the answer.
     kafka_bootstrap_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
     topic_replication: int = Field(default=1, ge=1, le=10)
@@ -70,6 +76,14 @@ class Settings(BaseSettings):
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def for_prompt(self) -> Settings:
+        """These settings for a command someone waits on: "cannot reach Kafka" in seconds,
+        not half a minute, unless MARQUEE_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS asks for longer."""
+        if "kafka_bootstrap_timeout_seconds" in self.model_fields_set:
+            return self
+        wait = min(self.kafka_bootstrap_timeout_seconds, PROMPT_BOOTSTRAP_SECONDS)
+        return self.model_copy(update={"kafka_bootstrap_timeout_seconds": wait})
 
     @field_validator("http_token")
     @classmethod

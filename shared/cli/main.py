@@ -22,12 +22,9 @@ log = logging.getLogger(__name__)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-#: The longest a command waits for a first Kafka broker before it says it found none:
-#: with Python's start-up, the one-line error comes within 5 s.
-CLI_BOOTSTRAP_SECONDS = 3.0
 #: Options of ``marquee`` itself, valid before any command.
 ROOT_OPTIONS = frozenset({"-h", "--help", "-v", "--verbose", "--env-file"})
-#: Commands that run until stopped keep the configured bootstrap wait once started.
+#: Commands that run until stopped log at the configured level (INFO by default).
 LONG_RUNNING = frozenset({"serve", "demo"})
 
 
@@ -96,15 +93,7 @@ def _run(args, failures: kafka_failures.ConnectionFailures | None) -> int:
         if args.command not in LONG_RUNNING and level == "INFO":
             level = "WARNING"  # a command prints its own progress; libraries' INFO is noise
         configure_logging("DEBUG" if args.verbose else level, settings.log_format)
-        if args.command not in LONG_RUNNING:
-            # Someone waits at the prompt: "cannot reach Kafka" in seconds, not half a minute.
-            settings = settings.model_copy(
-                update={
-                    "kafka_bootstrap_timeout_seconds": min(
-                        settings.kafka_bootstrap_timeout_seconds, CLI_BOOTSTRAP_SECONDS
-                    )
-                }
-            )
+        settings = settings.for_prompt()
         return int(args.handler(args, settings) or 0)
     except (InvalidEvent, ConfigurationError) as exc:
         print(f"marquee: error: {exc}", file=sys.stderr)

@@ -29,7 +29,7 @@ def ensure_topics_at_startup(settings: Settings) -> None:
     """The same registry code as ``marquee topics ensure``: agents subscribe to topics that
     exist with the registry's settings, whoever started first. A broker that cannot be
     reached (or refuses the credentials) stops the start in one line, not a page of
-    client retries."""
+    client retries (within 5 s: the caller passes ``settings.for_prompt()``)."""
     from kafka.admin import KafkaAdminClient
 
     from ..kafka import failures
@@ -59,7 +59,7 @@ def run(service: Service) -> None:
 
     settings = service.settings
     configure_logging(settings.log_level, settings.log_format)
-    ensure_topics_at_startup(settings)
+    ensure_topics_at_startup(settings.for_prompt())
     # Our handlers (MARQUEE_LOG_FORMAT=json included), not mode's colour logger on stdout.
     worker = Worker(service.app, loglevel=settings.log_level.lower(), override_logging=False)
     if not worker.stdout.isatty():

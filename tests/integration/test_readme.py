@@ -42,12 +42,22 @@ BLOCKS = {
     "### Recommendations over HTTP": "test_recommendations_over_http_answer_as_shown",
     "### The ops dashboard": "test_the_dashboard_block_runs_as_written (the YAML: Prometheus's)",
     "### Generating text: the model and the engine": "set-up runs build-default; "
-    "tests/services/generator runs the engine snippet; the Optimum export needs PyTorch",
+    "tests/services/generator/test_cli.py runs model info and generate",
     "### The generator service": "test_the_generator_service_block_runs_as_written",
     "### Publishing from your app (Python SDK)": "test_the_sdk_snippet_runs_as_written",
     "## Configuration": "test_trying_authentication_locally_runs_as_written",
     "## Production-like: Docker Compose": "no Docker engine here: tests/deploy checks the file",
     "## Layout": "a picture, not a command",
+}
+#: The same accounting for the docs/ pages the README links to.
+PAGES = {
+    "README.md": BLOCKS,
+    "docs/dashboard.md": {"## Metrics for Prometheus": "Prometheus's YAML, not a command"},
+    "docs/generator.md": {
+        "## Other models": "the Optimum export needs PyTorch, kept out of this install",
+        "## Settings and the engine in Python": "tests/services/generator/test_docs.py",
+    },
+    "docs/recommender.md": {},
 }
 
 
@@ -87,17 +97,18 @@ def run(line: str, env: dict, tmp_path: Path, *, timeout: float = 600, stdin: st
     )
 
 
-def test_every_block_of_the_readme_is_accounted_for():
+@pytest.mark.parametrize("page", PAGES)
+def test_every_block_of_the_readme_and_its_pages_is_accounted_for(page):
     sections, current = set(), None
     fence = False
-    for line in README.splitlines():
+    for line in (ROOT / page).read_text().splitlines():
         if line.startswith("```"):
             if not fence:
                 sections.add(current)
             fence = not fence
         elif not fence and line.startswith("#"):
             current = line.strip()
-    assert sections == set(BLOCKS), sections ^ set(BLOCKS)
+    assert sections == set(PAGES[page]), sections ^ set(PAGES[page])
 
 
 def start(line: str, env: dict, log: Path, port: int | None) -> subprocess.Popen:
@@ -252,13 +263,41 @@ def test_the_generator_service_block_runs_as_written(topics, engine, tmp_path):
 
 
 def test_the_dashboard_block_runs_as_written(topics, engine, tmp_path):
+    from kafka import KafkaConsumer
+
+    from shared.kafka.client import client_options
+    from tests.integration.stack_helpers import marquee
+
+    # A reader group with a committed offset, so the README's jq path has a partition.
+    published = marquee(
+        topics, "publish", "interaction", "--user", "u1", "--item", "i1", "--type", "view"
+    )
+    assert published.returncode == 0
+    reader = KafkaConsumer(
+        f"{topics.topic_prefix}interactions",
+        group_id=f"{topics.topic_prefix}readme-reader",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **client_options(topics),
+    )
+    assert reader.poll(timeout_ms=10_000, max_records=1)
+    reader.commit()
+    reader.close()
     env = cli_env(topics)
     dashboard = start("marquee serve dashboard", env, tmp_path / "dashboard.log", 6068)
     try:
-        for line in block("### The ops dashboard"):
+        lines = block("### The ops dashboard")
+        deadline = time.monotonic() + 30
+        while json.loads(run(lines[0], env, tmp_path).stdout) is None:
+            assert time.monotonic() < deadline, "the reader group never appeared"
+            time.sleep(1)
+        for line in lines:
             result = run(line, env, tmp_path, timeout=60)
             assert result.returncode == 0, (line, result.stderr)
             json.loads(result.stdout)  # JSON, as the README says (jq's output included)
+        shown = re.search(r"jq '[^']*'\n# (\{.*\})", README).group(1)
+        answer = json.loads(run(lines[0], env, tmp_path).stdout)
+        assert set(re.findall(r'"(\w+)":', shown)) <= set(answer), (shown, answer)
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=60)

@@ -191,3 +191,14 @@ def test_short_http_token_is_refused_with_advice(monkeypatch):
     monkeypatch.setenv("MARQUEE_HTTP_TOKEN", "short")
     with pytest.raises(ConfigurationError, match="MARQUEE_HTTP_TOKEN: .*at least 16 characters"):
         load_settings()
+
+
+def test_a_command_waits_seconds_for_a_broker_unless_told_otherwise(monkeypatch, tmp_path):
+    assert load_settings().for_prompt().kafka_bootstrap_timeout_seconds == 3.0
+    (tmp_path / "slow.env").write_text("MARQUEE_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS=40\n")
+    assert (
+        load_settings(env_file=tmp_path / "slow.env").for_prompt().kafka_bootstrap_timeout_seconds
+        == 40
+    )
+    monkeypatch.setenv("MARQUEE_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS", "1.5")
+    assert load_settings().for_prompt().kafka_bootstrap_timeout_seconds == 1.5

@@ -71,11 +71,11 @@ def test_every_service_binds_its_own_default_port(topics, engine, tmp_path):
 
 
 def test_a_service_without_a_broker_stops_in_one_line(settings, tmp_path):
-    """No page of client retries before it: the start-up check says what is wrong."""
-    env = cli_env(settings) | {
-        "MARQUEE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        "MARQUEE_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS": "2",
-    }
+    """No page of client retries before it: the start-up check says what is wrong, within
+    5 s like every command (a guard, generously measured, not a benchmark)."""
+    env = cli_env(settings) | {"MARQUEE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env.pop("MARQUEE_KAFKA_BOOTSTRAP_TIMEOUT_SECONDS", None)
+    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "shared.cli.main", "serve", "dashboard"],
         env=env,
@@ -84,8 +84,10 @@ def test_a_service_without_a_broker_stops_in_one_line(settings, tmp_path):
         timeout=120,
         cwd=tmp_path,
     )
+    elapsed = time.monotonic() - started
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("marquee: error: cannot reach Kafka at 127.0.0.1:1 within 2 s")
+    assert last.startswith("marquee: error: cannot reach Kafka at 127.0.0.1:1 within 3 s")
+    assert elapsed < 10, elapsed
     assert "Traceback" not in result.stderr and "ECONNREFUSED" in last
     assert "kafka.net" not in result.stderr  # the client's own retry lines stay out

@@ -1,4 +1,4 @@
-"""The README's engine snippet ("Generating text") runs as it is written there."""
+"""The engine snippet of docs/generator.md runs as it is written there."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 from services.generator.convert import GraphOptions, convert
 from tests.services.generator.generator_helpers import TinyConfig, write_tiny_gguf
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+PAGE = Path(__file__).resolve().parents[3] / "docs" / "generator.md"
 
 
 def engine_snippet() -> str:
-    """The python block of the README's "Generating text" section."""
-    section = README.read_text().split("### Generating text", 1)[1].split("\n### ", 1)[0]
+    """The python block of the page's "Settings and the engine in Python" section."""
+    section = PAGE.read_text().split("## Settings and the engine in Python", 1)[1]
+    section = section.split("\n## ", 1)[0]
     (block,) = re.findall(r"^```python\n(.*?)^```$", section, re.S | re.M)
     return block
 
@@ -25,7 +26,7 @@ def test_the_engine_snippet_runs_verbatim(monkeypatch, tmp_path, capsys):
     convert(tmp_path / "tiny.gguf", tmp_path / "model", GraphOptions())
     monkeypatch.setenv("MARQUEE_GENERATOR_MODEL_DIR", str(tmp_path / "model"))
     namespace: dict = {}
-    exec(compile(engine_snippet(), str(README), "exec"), namespace)  # noqa: S102 - our README
+    exec(compile(engine_snippet(), str(PAGE), "exec"), namespace)  # noqa: S102 - our own docs
     (result,) = namespace["results"]
     assert result.ok and result.finish_reason in ("stop", "length")
     assert result.completion_tokens > 0 and capsys.readouterr().out == result.text
