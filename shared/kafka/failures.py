@@ -68,6 +68,12 @@ def explain(settings: Settings, failures: ConnectionFailures | None) -> str:
     """One line: refused credentials, or no broker, and what to do about it."""
     where = settings.kafka_bootstrap_servers
     refused = failures.authentication() if failures else None
+    last = failures.last() if failures else None
+    if refused is None and settings.kafka_security_protocol.startswith("SASL") and last:
+        if last.endswith("socket disconnected"):
+            # The broker took the connection, read our credentials and hung up without an
+            # error response (Kafka 4 often does; a dead broker refuses the connection).
+            refused = "the broker closed the connection during SASL authentication"
     if refused:
         return (
             f"Kafka at {where} refused to authenticate {settings.kafka_sasl_username or 'us'} "
@@ -76,7 +82,7 @@ def explain(settings: Settings, failures: ConnectionFailures | None) -> str:
             f"{refused}; check MARQUEE_KAFKA_SASL_USERNAME, MARQUEE_KAFKA_SASL_PASSWORD and "
             "the TLS settings"
         )
-    reason = (failures.last() if failures else None) or "no answer"
+    reason = last or "no answer"
     return (
         f"cannot reach Kafka at {where} within {settings.kafka_bootstrap_timeout_seconds:g} s "
         f"({reason}); start the local stack with `make up` or set "

@@ -106,7 +106,9 @@ def test_a_wrong_password_is_named_as_such_by_the_cli_fast(topics, scram_user, c
         f"marquee: error: Kafka at 127.0.0.1:{SASL_PORT} refused to "
         f"authenticate {user} (SASL_PLAINTEXT, SCRAM-SHA-256)"
     )
-    assert "invalid credentials" in line and "MARQUEE_KAFKA_SASL_PASSWORD" in line
+    # The broker's reason when it sends one; Kafka 4 often just hangs up after the exchange.
+    said = "invalid credentials" in line or "closed the connection during SASL" in line
+    assert said and "MARQUEE_KAFKA_SASL_PASSWORD" in line
     assert "not-the-password" not in line and "cannot reach" not in line
     assert took < 10, took  # a guard, not a benchmark: start-up plus the CLI's 3 s wait
 
