@@ -119,6 +119,7 @@ class Demo:
                 progress=False,
                 live=True,
                 stop=self.stop,
+                on_catalog=lambda films, _: _say(f"catalog: {films:,} MovieLens-100k films"),
             )
 
         thread = threading.Thread(target=work, name="replay", daemon=True)
