@@ -119,6 +119,7 @@ class Demo:
                 progress=False,
                 live=True,
                 stop=self.stop,
+                on_catalog=lambda films, _: _say(f"catalog: {films:,} MovieLens-100k films"),
             )
 
         thread = threading.Thread(target=work, name="replay", daemon=True)
@@ -224,6 +225,14 @@ class Demo:
                 f"closed loop: {len(self.readers)} readers liked the generated article {self.article}"
             )
         elif self.loop_state == "liked":
+            # TODO(catalog): `kind=news` finds the article only once its `items` row says
+            # kind 'news'. The generator no longer writes that row: it publishes the piece as
+            # a marquee.item.v1 on `catalog`, and until the recommender consumes `catalog`
+            # (storing each item, kind and title, into `items`) the row is made by the
+            # readers' likes with the default kind 'item', so this step does not print.
+            # Once the recommender consumes `catalog`, nothing here changes: the row exists,
+            # with kind 'news', before the likes (and content vectors may make the likes
+            # unnecessary: issue 16's closed loop without them).
             body = self.recommender(f"/users/{self.fan}/recommendations?k=3&kind=news")
             if body and any(i["item_id"] == self.article for i in body["items"]):
                 self.loop_state = "shown"
