@@ -309,8 +309,9 @@ class RecommenderWorker(mode.Service):
         self.metrics.consumed.labels("catalog").inc(len(batch))
         self.counters["items_stored"] = self.counters.get("items_stored", 0) + len(rows)
         loaded = self.loaded
+        mapped = []
         if loaded is not None:
-            adopt_catalog(
+            mapped = adopt_catalog(
                 loaded,
                 [
                     CatalogEntry(
@@ -321,6 +322,12 @@ class RecommenderWorker(mode.Service):
                     for r in rows
                 ],
             )
+        log.info(
+            "stored %s catalog items from %s records; %s given factors from their content",
+            len(rows),
+            len(batch),
+            len(mapped),
+        )
 
     async def _embed(self, items: list) -> list[np.ndarray | None]:
         if self.encode is None or not items:

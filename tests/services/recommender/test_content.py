@@ -43,7 +43,12 @@ def test_the_map_learns_a_linear_relation_and_needs_enough_items():
     truth = rng.normal(size=(8, 3))
     y = 0.5 + x @ truth
     mapping = ContentMap.fit(x, y, ridge=1e-6)
-    assert np.allclose(mapping.factors(x[:5]), y[:5], atol=1e-3)
+    assert np.allclose(mapping.factors(x[:5]), y[:5], atol=1e-3) and mapping.scale == pytest.approx(
+        1
+    )
+    shrunk = ContentMap.fit(x, y, ridge=1e4)  # heavy shrinkage, spread restored
+    spread = np.median(np.linalg.norm(shrunk.factors(x) - shrunk.mean_factors, axis=1))
+    assert spread == pytest.approx(np.median(np.linalg.norm(y - y.mean(0), axis=1)), rel=1e-3)
     assert mapping.factors(x[0]).shape == (1, 3) and mapping.factors(x).dtype == np.float32
     assert ContentMap.fit(x[:5], y[:5]) is None
 
