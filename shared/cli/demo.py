@@ -189,7 +189,9 @@ class Demo:
         for user in self.watched:
             body = self.recommender(f"/users/{user}/recommendations?k=5")
             if body:
-                items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in body["items"])
+                items = "; ".join(
+                    f"{i.get('title') or i['item_id']} ({i['score']:.2f})" for i in body["items"]
+                )
                 _say(f"user {user} [{body['strategy']}]: {items}")
 
     def show_reply(self, reply) -> None:
@@ -225,14 +227,8 @@ class Demo:
                 f"closed loop: {len(self.readers)} readers liked the generated article {self.article}"
             )
         elif self.loop_state == "liked":
-            # TODO(catalog): `kind=news` finds the article only once its `items` row says
-            # kind 'news'. The generator no longer writes that row: it publishes the piece as
-            # a marquee.item.v1 on `catalog`, and until the recommender consumes `catalog`
-            # (storing each item, kind and title, into `items`) the row is made by the
-            # readers' likes with the default kind 'item', so this step does not print.
-            # Once the recommender consumes `catalog`, nothing here changes: the row exists,
-            # with kind 'news', before the likes (and content vectors may make the likes
-            # unnecessary: issue 16's closed loop without them).
+            # The generator published the piece on `catalog`; the recommender stored it with
+            # kind 'news' (and its title), whichever arrived first, it or the likes.
             body = self.recommender(f"/users/{self.fan}/recommendations?k=3&kind=news")
             if body and any(i["item_id"] == self.article for i in body["items"]):
                 self.loop_state = "shown"
