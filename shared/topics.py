@@ -50,6 +50,16 @@ def _dlq(spec: TopicSpec) -> TopicSpec:
 
 _BASE = (
     TopicSpec(
+        "catalog",
+        3,
+        -1,  # compacted: the latest version of every item stays, however old
+        "item_id",
+        ("marquee.item.v1",),
+        cleanup_policy="compact",
+        has_dlq=True,
+        description="articles and other items with their text; compacted, keyed by item",
+    ),
+    TopicSpec(
         "interactions",
         6,
         7 * DAY_MS,

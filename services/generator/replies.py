@@ -8,7 +8,6 @@ from datetime import datetime
 
 from shared.events.models import ContentRequest, GeneratedContent, GeneratedContentEvent
 
-from .content_store import storable
 from .engine.types import GenerationResult
 
 SOURCE = "urn:marquee:generator"
@@ -19,6 +18,12 @@ MAX_TEXT = next(
     for bound in GeneratedContent.model_fields["text"].metadata
     if hasattr(bound, "max_length")
 )
+
+
+def storable(value: str | None) -> str | None:
+    """``value`` as Postgres can store it: a text column cannot hold NUL (a prompt may carry
+    one, and a model may emit one), so each becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 def cut_short(finish: str | None) -> str:

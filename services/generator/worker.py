@@ -11,10 +11,11 @@ fakes and no broker.
 
 Offsets and acks: the agent's stream does not ack by itself (``noack``); Faust commits an
 offset only once every offset below it is acked. A request is acked after its reply is
-stored in Postgres and published, never before, so it never counts as done before its
-reply exists. The first reply stored for a request id is the reply: a request replayed
-after a crash finds it and gets it again, identical (same event id and time); nothing is
-generated twice. A copy that arrives while its request is still queued waits for that
+stored in Postgres and published (with, for a complete piece, its catalog item on
+``catalog``), never before, so it never counts as done before its reply exists. The first
+reply stored for a request id is the reply: a request replayed after a crash finds it and
+gets it again, identical (same event id and time), and its item again, the same upsert;
+nothing is generated twice. A copy that arrives while its request is still queued waits for that
 reply and is acked with it. A full queue stops the agent, and Faust stops fetching once
 the agent's small buffer is full: backpressure. Whatever happens to a batch (a deadline
 passed while it was queued, an engine failure, a bug), each request gets exactly one
@@ -47,6 +48,7 @@ from shared.events.models import ContentChunk, ContentChunkEvent, ContentRequest
 from shared.retry import retry_until_done
 
 from .batching import next_batch, run_or_split, take_expired
+from .catalog import item_event
 from .engine.types import GenerationRequest, GenerationResult, OnResult, OnToken, TokenEvent
 from .errors import RequestError, Stopping
 from .metrics import GeneratorMetrics
@@ -250,7 +252,7 @@ class GeneratorWorker(mode.Service):
         stored = await asyncio.to_thread(self.store.find, request.request_id)
         if stored is not None:
             log.info("request %s was answered before: sending that reply", request.request_id)
-            await self.publish_reply(*stored)
+            await self.publish_reply(*stored, request.prompt)
             await self.ack(event)
             return
         engine = self.engine
@@ -277,8 +279,13 @@ class GeneratorWorker(mode.Service):
 
     # Replies.
 
-    async def publish_reply(self, reply: GeneratedContent, made_at: datetime) -> None:
+    async def publish_reply(self, reply: GeneratedContent, made_at: datetime, prompt: str) -> None:
+        """Publish a stored reply and, for a complete piece, its catalog item; both are
+        confirmed when this returns (the request may then be acked)."""
         await self.publish(reply_event(reply, made_at))
+        item = item_event(reply, made_at, prompt, self.codec.max_bytes)
+        if item is not None:
+            await self.publish(item)
         self.metrics.replies.labels(reply.status).inc()
         self.counters[f"replies_{reply.status}"] += 1
 
@@ -288,7 +295,7 @@ class GeneratorWorker(mode.Service):
         stored, made_at = await asyncio.to_thread(
             self.store.save, fit_reply(reply, self.codec.max_bytes), prompt
         )
-        await self.publish_reply(stored, made_at)
+        await self.publish_reply(stored, made_at, prompt)
         await self.ack(event)
         for copy in self.waiting.pop(reply.request_id, ()):
             await self.ack(copy)

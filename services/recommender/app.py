@@ -13,12 +13,16 @@ Concurrency stays 1 (faust-streaming #606).
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import text
 
 from shared.db import make_engine
+from shared.errors import MarqueeError
 from shared.service import Service, create_app
 from shared.topics import full_name
 
+from .catalog_store import PostgresCatalog
 from .http import install_views
 from .metrics import RecommenderMetrics
 from .model_store import ModelStore
@@ -26,15 +30,34 @@ from .settings import RecommenderSettings
 from .store import InteractionStore
 from .worker import RecommenderWorker
 
+log = logging.getLogger(__name__)
+
+
+def content_encoder(settings: RecommenderSettings):
+    """``(encode, model name, why not)``: the content encoder, or why there is none (the
+    catalog is then served by name, and new items wait for readers)."""
+    from .embedding.encoder import Encoder
+
+    try:
+        encoder = Encoder(settings.content_model_dir())
+    except MarqueeError as exc:
+        log.warning("no content encoder: %s", exc)
+        return None, None, str(exc)
+    return encoder.encode, encoder.name, None
+
 
 def build(settings: RecommenderSettings) -> Service:
     service = create_app("recommender", settings)
     app = service.app
     engine = make_engine(settings)
+    encode, content_model, no_encoder = content_encoder(settings)
     worker = RecommenderWorker(
         settings,
         interactions=InteractionStore(engine),
         models=ModelStore(engine),
+        catalog=PostgresCatalog(engine),
+        encode=encode,
+        content_model=content_model,
         publish=service.publish,
         dead_letter=service.dead_letter,
         metrics=RecommenderMetrics.create(service.metrics),
@@ -52,6 +75,8 @@ def build(settings: RecommenderSettings) -> Service:
     service.health.add("postgres", postgres_check)
     service.health.add("ingest", worker.ingest_check)
     service.health.add("model", worker.model_check)
+    # Informative, not failing: without it the catalog still serves names and hides items.
+    service.health.add("content", lambda: (True, no_encoder or f"encoder {content_model}"))
     install_views(service, worker)
 
     # Faust's timer decorator returns the endless loop; the worker's methods stay callable.
@@ -63,6 +88,7 @@ def build(settings: RecommenderSettings) -> Service:
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     interactions = app.topic(full_name("interactions", settings.topic_prefix), **raw)
     requests = app.topic(full_name("recommendation-requests", settings.topic_prefix), **raw)
+    catalog = app.topic(full_name("catalog", settings.topic_prefix), **raw)
 
     @app.agent(interactions, concurrency=1)
     async def ingest(stream):
@@ -72,6 +98,15 @@ def build(settings: RecommenderSettings) -> Service:
         )
         async for events in batches:
             await worker.ingest([event.message for event in events])
+
+    @app.agent(catalog, concurrency=1)
+    async def ingest_items(stream):
+        batches = stream.take_events(
+            settings.recommender_ingest_batch_size,
+            within=settings.recommender_ingest_batch_seconds,
+        )
+        async for events in batches:
+            await worker.ingest_items([event.message for event in events])
 
     @app.agent(requests, concurrency=1)
     async def answer_requests(stream):

@@ -17,7 +17,7 @@ from shared.service import Service, params
 from shared.service.params import BadParameter
 
 from .model import UnknownItem
-from .serving import recommend_async
+from .serving import described, recommend_async
 
 if TYPE_CHECKING:
     from .worker import RecommenderWorker
@@ -38,7 +38,7 @@ def _kind(request: Request) -> str | None:
     return params.text(request.query, "kind", max_length=64)
 
 
-def _items(scored) -> list[dict]:
+def _plain(scored) -> list[dict]:
     return [{"item_id": item, "score": score} for item, score in scored]
 
 
@@ -72,7 +72,7 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
             return self.json(
                 {
                     "user_id": user_id,
-                    "items": _items(items),
+                    "items": described(current.recommender, items),
                     "strategy": strategy,
                     "model_version": current.version.id,
                 }
@@ -88,11 +88,18 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 return self.json({"error": str(exc)}, status=400)
             if window is not None:  # counted in Postgres: needs no model
                 items = await asyncio.to_thread(worker.interactions.popular_within, window, k, kind)
-                return self.json({"items": _items(items), "window_seconds": window})
+                titled = worker.loaded.recommender if worker.loaded else None
+                return self.json(
+                    {
+                        "items": described(titled, items) if titled else _plain(items),
+                        "window_seconds": window,
+                    }
+                )
             current, error = loaded(self)
             if error:
                 return error
-            return self.json({"items": _items(current.recommender.popular(k, kind=kind))})
+            rec = current.recommender
+            return self.json({"items": described(rec, rec.popular(k, kind=kind))})
 
     @service.route(f"/items/{ITEM}/similar")
     class Similar(View):
@@ -107,7 +114,7 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 return self.json({"error": str(exc)}, status=400)
             except UnknownItem:
                 return self.json({"error": f"unknown item {item_id!r}"}, status=404)
-            return self.json({"item_id": item_id, "items": _items(items)})
+            return self.json({"item_id": item_id, "items": described(current.recommender, items)})
 
     @service.route("/models")
     class Models(View):

@@ -11,6 +11,7 @@ interaction weights: scaling them here as well would apply ``alpha`` twice.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from shared.errors import MarqueeError
 
+from .content import ItemInfo
 from .interactions import Interactions
 
 DAY_SECONDS = 86_400.0
@@ -165,7 +167,12 @@ Scored = list[tuple[str, float]]
 class Recommender:
     """What the service serves: ALS for users with factors, fold-in for new users with a
     history, time-decayed popularity for everyone else. Seen items are never returned
-    (unless asked) and neither are non-finite scores."""
+    (unless asked) and neither are non-finite scores, hidden or expired catalog items.
+
+    ``catalog`` holds what the newsroom published about items (title, kind, expiry);
+    ``max_age_seconds`` ends a kind's items that long after publication. Items can have
+    factors mapped from their content (:meth:`add_mapped`) until readers give them their own.
+    """
 
     def __init__(
         self,
@@ -175,6 +182,8 @@ class Recommender:
         seen: scipy.sparse.csr_matrix,
         popularity: np.ndarray,
         kinds: Iterable[str] | None = None,
+        catalog: dict[str, ItemInfo] | None = None,
+        max_age_seconds: dict[str, float] | None = None,
     ) -> None:
         if model.item_factors.shape[0] != len(items) or len(popularity) != len(items):
             raise ValueError("item factors, popularity and the item id map disagree in length")
@@ -194,7 +203,54 @@ class Recommender:
         self._history: dict[int, scipy.sparse.csr_matrix] = {}
         self.kinds = kinds
         self.popularity = np.asarray(popularity, dtype=np.float64)
+        self.catalog: dict[str, ItemInfo] = dict(catalog or {})
+        self.max_age_seconds = dict(max_age_seconds or {})
+        #: Per item: the epoch second from which it is not shown (inf: no end).
+        self.until = np.full(len(items), np.inf)
+        for item_id, info in self.catalog.items():
+            self._apply(item_id, info)
+        #: Items whose factors come from their content, not from readers (yet).
+        self.mapped: set[int] = set()
         self._rank_popular()
+
+    def _apply(self, item_id: str, info: ItemInfo) -> None:
+        index = self.items.get(item_id)
+        if index is not None:
+            self.until[index] = info.until(self.max_age_seconds)
+            self.kinds[index] = info.kind
+
+    def set_info(self, item_id: str, info: ItemInfo) -> None:
+        """Adopt a catalog item's latest version: an item hidden or expired now is never
+        shown from the next answer on."""
+        self.catalog[item_id] = info
+        self._apply(item_id, info)
+
+    def title_of(self, item_id: str) -> str | None:
+        info = self.catalog.get(item_id)
+        return info.title if info else None
+
+    def kind_of(self, item_id: str) -> str | None:
+        index = self.items.get(item_id)
+        if index is not None:
+            return str(self.kinds[index])
+        info = self.catalog.get(item_id)
+        return info.kind if info else None
+
+    def _hidden(self, now: float | None = None) -> np.ndarray:
+        """Indices of the items not shown at ``now`` (default: the current time)."""
+        return np.flatnonzero(self.until <= (time.time() if now is None else now))
+
+    def add_mapped(self, item_id: str, factors: np.ndarray) -> None:
+        """Give an item factors mapped from its content; readers' fold-in replaces them."""
+        index = self.items.get(item_id)
+        if index is None:
+            info = self.catalog.get(item_id)
+            index = self._add_item(item_id, info.kind if info else None)
+        elif index not in self.mapped and self.factors_of("item", item_id) is not None:
+            return  # readers already gave it factors
+        _store_row(self.model, "item_factors", index, np.asarray(factors, dtype=np.float32))
+        self.model._item_norms = self.model._YtY = None
+        self.mapped.add(index)
 
     def _rank_popular(self) -> None:
         # Items nobody interacted with are not "popular": they never reach a cold user.
@@ -278,7 +334,7 @@ class Recommender:
         for item_id, users in histories.items():
             known = [(self.users.get(u), c) for u, c in users]
             known = [(u, c) for u, c in known if u is not None and self._factor_row(u) is not None]
-            if item_id in self.items or not known:
+            if not self.needs_readers_factors(item_id) or not known:
                 continue
             for user, confidence in known:
                 rows.append(len(fitted))
@@ -292,14 +348,31 @@ class Recommender:
                 (values, (rows, columns)), shape=(len(fitted), self.model.user_factors.shape[0])
             )
         )
-        indices = np.array([self._add_item(item_id, kinds.get(item_id)) for item_id in fitted])
+        indices = np.array(
+            [
+                self.items.get(item_id)
+                if item_id in self.items
+                else self._add_item(item_id, kinds.get(item_id))
+                for item_id in fitted
+            ]
+        )
         with blas_single_thread():
             self.model.partial_fit_items(indices, matrix)
+        self.mapped.difference_update(indices.tolist())
         return fitted
+
+    def needs_readers_factors(self, item_id: str) -> bool:
+        """Whether fold-in should give the item factors from its readers: it has none, or
+        only ones mapped from its content."""
+        index = self.items.get(item_id)
+        return index is None or index in self.mapped
 
     def _add_item(self, item_id: str, kind: str | None) -> int:
         index = self.items.add(item_id)
+        info = self.catalog.get(item_id)
+        kind = info.kind if info else kind
         self.kinds = np.append(self.kinds, np.array([kind or "item"], dtype=object))
+        self.until = np.append(self.until, info.until(self.max_age_seconds) if info else np.inf)
         # No popularity until the next reload: a new item reaches users through ALS first.
         self.popularity = np.append(self.popularity, 0.0)
         self._seen.resize((self._seen.shape[0], len(self.items)))
@@ -323,6 +396,7 @@ class Recommender:
                 index = self._add_item(external_id, kind)
             _store_row(self.model, "item_factors", index, vector)
             self.model._item_norms = self.model._YtY = None  # cached from the old factors
+            self.mapped.discard(index)  # another worker's fold-in: readers' factors
             return
         user = self.users.add(external_id)
         _store_row(self.model, "user_factors", user, vector)
@@ -351,10 +425,10 @@ class Recommender:
             with blas_single_thread():
                 vector = self.model.recalculate_user(0, seen)
         scores = self.model.item_factors @ vector
-        exclude = [seen.indices] if exclude_seen else []
+        exclude = [seen.indices, self._hidden()] if exclude_seen else [self._hidden()]
         if kind is not None:
             exclude.append(np.flatnonzero(self.kinds != kind))
-        best = top_k(scores, k, np.concatenate(exclude) if exclude else None)
+        best = top_k(scores, k, np.concatenate(exclude))
         return [(self.items.external(i), float(scores[i])) for i in best]
 
     def popular(self, k: int = 10, exclude: Iterable[str] = (), kind: str | None = None) -> Scored:
@@ -363,9 +437,12 @@ class Recommender:
 
     def _popular(self, k: int, skip: set[int | None], kind: str | None = None) -> Scored:
         found: Scored = []
+        now = time.time()
         for index in self._popular_order:
             if len(found) >= k:
                 break
+            if self.until[index] <= now:
+                continue
             if index not in skip and (kind is None or self.kinds[index] == kind):
                 found.append((self.items.external(index), float(self.popularity[index])))
         return found
@@ -381,7 +458,7 @@ class Recommender:
             return []
         with np.errstate(divide="ignore", invalid="ignore"):
             scores = factors @ factors[item] / (norms * norms[item])
-        best = top_k(scores, k, np.array([item]))
+        best = top_k(scores, k, np.append(self._hidden(), item))
         return [(self.items.external(i), float(scores[i])) for i in best]
 
 

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .content import ItemInfo
+
 #: ``(the other side's id, summed confidence)``: an item of a user's history, or a user
 #: of an item's.
 Pair = tuple[str, float]
@@ -34,6 +36,34 @@ class InteractionRow:
     kafka_topic: str
     kafka_partition: int
     kafka_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """A ``marquee.item.v1`` as stored, with its content vector (``None``: no encoder)."""
+
+    item_id: str
+    kind: str
+    title: str
+    summary: str
+    body: str
+    tags: tuple[str, ...]
+    language: str | None
+    url: str | None
+    published_at: datetime
+    expires_at: datetime | None
+    hidden: bool
+    content: np.ndarray | None
+    content_model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """What serving reads back of a catalog item."""
+
+    item_id: str
+    info: ItemInfo
+    content: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +163,18 @@ class HistoryStore(Protocol):
 
     def popular_within(self, window_seconds: float, k: int, kind: str | None) -> list[Pair]:
         """The k items with the most weight in the window before the newest event."""
+        ...
+
+
+class CatalogStore(Protocol):
+    """The catalog items and their content vectors (Postgres: ``catalog_store.PostgresCatalog``)."""
+
+    def write(self, rows: list[CatalogRow]) -> None:
+        """Upsert the items, idempotently."""
+        ...
+
+    def entries(self, since: datetime | None = None) -> tuple[list[CatalogEntry], datetime]:
+        """Items changed at or after ``since`` (all without), and the read's start."""
         ...
 
 

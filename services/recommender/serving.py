@@ -17,8 +17,17 @@ from datetime import datetime
 import numpy as np
 import scipy.sparse
 
+from .content import ContentMap
 from .model import AlsParams, IdMap, Recommender, als_from_factors, as_csr
-from .persistence import Confidences, FactorStore, HistoryStore, Pair, Version
+from .persistence import (
+    CatalogEntry,
+    CatalogStore,
+    Confidences,
+    FactorStore,
+    HistoryStore,
+    Pair,
+    Version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +40,18 @@ class Loaded:
     synced_from: datetime
     #: Interactions stored from this time on may not be folded in (see ``catch_up``).
     caught_up_to: datetime | None = None
+    #: Content embedding -> factors, learned on this version's items (None: too few).
+    content_map: ContentMap | None = None
+    #: Catalog changes stored from this time on are not in ``recommender`` yet.
+    catalog_from: datetime | None = None
+
+
+#: An item as answers show it: id, score, and its title and kind when the catalog has them.
+def described(rec: Recommender, scored: list[tuple[str, float]]) -> list[dict]:
+    return [
+        {"item_id": item, "score": score, "title": rec.title_of(item), "kind": rec.kind_of(item)}
+        for item, score in scored
+    ]
 
 
 Answer = tuple[list[tuple[str, float]], str]
@@ -84,13 +105,20 @@ def answer(
 
 
 def load_active(
-    histories: HistoryStore, factors: FactorStore, half_life_seconds: float
+    histories: HistoryStore,
+    factors: FactorStore,
+    half_life_seconds: float,
+    catalog: CatalogStore | None = None,
+    max_age_seconds: dict[str, float] | None = None,
 ) -> Loaded | None:
-    """The active version as a ready Recommender, or ``None`` when none is active yet."""
+    """The active version as a ready Recommender, or ``None`` when none is active yet;
+    with ``catalog``, its items' titles and expiry, and factors mapped from content for
+    the catalog items the version has no factors for."""
     version = factors.active()
     if version is None:
         return None
     synced_from = factors.now()
+    entries, catalog_from = catalog.entries() if catalog is not None else ([], None)
     # Fold-ins of this version are rows of these tables too: they load with the rest.
     user_ids, user_factors = factors.factors(version.id, "user")
     item_ids, item_factors = factors.factors(version.id, "item")
@@ -102,9 +130,46 @@ def load_active(
     model = als_from_factors(user_factors, item_factors, params, num_threads=1)
     log.info("loaded model version %s (%s users, %s items)", version.id, len(users), len(items))
     recommender = Recommender(
-        model, users, items, seen, popularity, [kinds.get(i, "item") for i in item_ids]
+        model,
+        users,
+        items,
+        seen,
+        popularity,
+        [kinds.get(i, "item") for i in item_ids],
+        catalog={e.item_id: e.info for e in entries},
+        max_age_seconds=max_age_seconds,
     )
-    return Loaded(version, recommender, synced_from)
+    loaded = Loaded(version, recommender, synced_from, catalog_from=catalog_from)
+    loaded.content_map = _content_map(recommender, entries)
+    adopt_catalog(loaded, entries)
+    return loaded
+
+
+def _content_map(rec: Recommender, entries: list[CatalogEntry]) -> ContentMap | None:
+    """The map from content to factors, learned on the items that have both."""
+    pairs = [
+        (e.content, f)
+        for e in entries
+        if e.content is not None and (f := rec.factors_of("item", e.item_id)) is not None
+    ]
+    if not pairs:
+        return None
+    embeddings, item_factors = zip(*pairs, strict=True)
+    return ContentMap.fit(np.stack(embeddings), np.stack(item_factors))
+
+
+def adopt_catalog(loaded: Loaded, entries: list[CatalogEntry]) -> list[str]:
+    """Take catalog items in: their names and expiry, and for those without readers'
+    factors, factors mapped from their content. Returns the items given mapped factors."""
+    rec, mapping = loaded.recommender, loaded.content_map
+    mapped = []
+    for entry in entries:
+        rec.set_info(entry.item_id, entry.info)
+        if mapping is not None and entry.content is not None:
+            if rec.needs_readers_factors(entry.item_id):
+                rec.add_mapped(entry.item_id, mapping.factors(entry.content)[0])
+                mapped.append(entry.item_id)
+    return mapped
 
 
 def _seen(confidences: Confidences, users: IdMap, items: IdMap) -> scipy.sparse.csr_matrix:

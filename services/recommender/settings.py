@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.config import Settings
+
+#: Where set-up builds the content encoder (all-MiniLM-L6-v2 as ONNX; git-ignored).
+DEFAULT_CONTENT_MODEL_DIR = (
+    Path(__file__).resolve().parents[2] / ".cache" / "models" / "all-minilm-l6-v2"
+)
 
 
 class RecommenderSettings(Settings):
@@ -57,6 +64,20 @@ class RecommenderSettings(Settings):
     recommender_trainer_threads: int = Field(default=0, ge=0, le=256)
     #: The trainer process's niceness: serving wins the CPU when it is scarce.
     recommender_trainer_nice: int = Field(default=10, ge=0, le=19)
+
+    # The catalog.
+    #: Per kind, how many days after ``published_at`` an item stops being recommended,
+    #: e.g. ``{"news": 7}``; kinds not named never age out (JSON in the environment).
+    recommender_max_age_days: dict[str, float] = Field(default_factory=dict, max_length=100)
+
+    #: The content encoder's model directory (set-up builds the default one).
+    recommender_content_model_dir: Path = DEFAULT_CONTENT_MODEL_DIR
+
+    def content_model_dir(self) -> Path:
+        return self.recommender_content_model_dir
+
+    def max_age_seconds(self) -> dict[str, float]:
+        return {kind: days * 86_400 for kind, days in self.recommender_max_age_days.items()}
 
     def half_life_seconds(self) -> float:
         """The popularity half-life, in the seconds the model works in."""

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import mode
+import numpy as np
 
 from shared.errors import InvalidEvent, is_retriable
 from shared.events import EventCodec
@@ -34,11 +35,19 @@ from shared.retry import retry_until_done
 
 from . import freshness
 from .confidence import Weights
+from .content import ItemInfo, content_text
 from .metrics import RecommenderMetrics
 from .model_store import TrainingBusy
-from .persistence import FactorStore, HistoryStore, InteractionRow
+from .persistence import (
+    CatalogEntry,
+    CatalogRow,
+    CatalogStore,
+    FactorStore,
+    HistoryStore,
+    InteractionRow,
+)
 from .schedule import due_now
-from .serving import Loaded, load_active, recommend_async
+from .serving import Loaded, adopt_catalog, described, load_active, recommend_async
 from .settings import RecommenderSettings
 from .trainer import ProcessTrainer
 from .training import Outcome
@@ -57,6 +66,8 @@ class Record(Protocol):
 
 
 Publish = Callable[[Envelope], Awaitable[None]]
+#: Texts -> unit vectors (one row each), run in a thread: the content encoder.
+Encode = Callable[[list[str]], np.ndarray]
 #: ``(record, topic, error)``: send ``record`` of ``topic`` to its DLQ, confirmed.
 DeadLetter = Callable[[Record, str, BaseException], Awaitable[None]]
 #: One retrain, awaited: ``training.retrain``'s arguments ``(model store, ALS params, *,
@@ -75,6 +86,9 @@ class RecommenderWorker(mode.Service):
         publish: Publish,
         dead_letter: DeadLetter,
         metrics: RecommenderMetrics,
+        catalog: CatalogStore | None = None,
+        encode: Encode | None = None,
+        content_model: str | None = None,
         codec: EventCodec | None = None,
         counters: dict[str, float] | None = None,
         train: Train | None = None,
@@ -84,6 +98,10 @@ class RecommenderWorker(mode.Service):
         self.settings = settings
         self.interactions = interactions
         self.models = models
+        self.catalog = catalog
+        #: ``None``: items are stored and served by name, but get no content factors.
+        self.encode = encode
+        self.content_model = content_model
         self.publish = publish
         self.dead_letter = dead_letter
         self.metrics = metrics
@@ -234,6 +252,125 @@ class RecommenderWorker(mode.Service):
         self.metrics.folded.labels("item").inc(len(done.items))
         self.metrics.fold_in_seconds.observe(self.clock() - started)
 
+    # The catalog.
+
+    async def ingest_items(self, batch: Sequence[Record]) -> None:
+        """Store a batch of ``catalog`` events with their content vectors, and serve the
+        change at once: an item hidden or expired leaves the very next answer, a new one
+        is recommendable by its content. Retried until stored, like interactions."""
+        await retry_until_done(
+            lambda: self.store_items(batch),
+            what=f"catalog batch of {len(batch)}",
+            max_delay=self.settings.retry_max_seconds,
+            on_failure=self._failed,
+        )
+        self.last_failure = None
+
+    async def store_items(self, batch: Sequence[Record]) -> None:
+        rows, records = [], {}
+        latest: dict[str, tuple[Record, object]] = {}
+        for record in batch:
+            try:
+                parsed = self.codec.decode(record.value, topic="catalog")
+            except InvalidEvent as exc:
+                await self.dead_letter(record, "catalog", exc)
+                self.counters["dead_letters"] += 1
+                continue
+            latest[parsed.data.item_id] = (record, parsed.data)  # the later version wins
+        items = [item for _, item in latest.values()]
+        vectors = await self._embed(items)
+        for item, vector in zip(items, vectors, strict=True):
+            rows.append(
+                CatalogRow(
+                    item_id=item.item_id,
+                    kind=item.kind,
+                    title=item.title,
+                    summary=item.summary,
+                    body=item.body,
+                    tags=tuple(item.tags),
+                    language=item.language,
+                    url=item.url,
+                    published_at=item.published_at,
+                    expires_at=item.expires_at,
+                    hidden=item.hidden,
+                    content=vector,
+                    content_model=self.content_model if vector is not None else None,
+                )
+            )
+            records[item.item_id] = latest[item.item_id][0]
+        if self.catalog is None:
+            return
+        try:
+            await asyncio.to_thread(self.catalog.write, rows)
+        except Exception as exc:
+            if is_retriable(exc):
+                raise
+            rows = await self._write_items_apart(rows, records, exc)
+        self.metrics.consumed.labels("catalog").inc(len(batch))
+        self.counters["items_stored"] = self.counters.get("items_stored", 0) + len(rows)
+        loaded = self.loaded
+        mapped = []
+        if loaded is not None:
+            mapped = adopt_catalog(
+                loaded,
+                [
+                    CatalogEntry(
+                        r.item_id,
+                        ItemInfo(r.title, r.kind, r.tags, r.published_at, r.expires_at, r.hidden),
+                        r.content,
+                    )
+                    for r in rows
+                ],
+            )
+        log.info(
+            "stored %s catalog items from %s records; %s given factors from their content",
+            len(rows),
+            len(batch),
+            len(mapped),
+        )
+
+    async def _embed(self, items: list) -> list[np.ndarray | None]:
+        if self.encode is None or not items:
+            return [None] * len(items)
+        texts = [content_text(i.title, i.tags, i.summary) for i in items]
+        vectors = await asyncio.to_thread(self.encode, texts)
+        return list(np.asarray(vectors, dtype=np.float32))
+
+    async def _write_items_apart(
+        self, rows: list[CatalogRow], records: dict[str, Record], failure: BaseException
+    ) -> list[CatalogRow]:
+        """One item at a time after the database refused them together: each item it
+        refuses for what it holds goes to ``catalog.dlq`` with the reason."""
+        log.warning("the database refused a catalog batch (%s); writing items one by one", failure)
+        stored = []
+        for row in rows:
+            try:
+                await asyncio.to_thread(self.catalog.write, [row])
+                stored.append(row)
+            except Exception as exc:
+                if is_retriable(exc):
+                    raise
+                reason = InvalidEvent(f"the database refused it: {type(exc).__name__}: {exc}")
+                await self.dead_letter(records[row.item_id], "catalog", reason)
+                self.counters["dead_letters"] += 1
+        return stored
+
+    async def adopt_catalog_changes(self) -> None:
+        """Take in the catalog changes other workers stored (an item hidden on another
+        worker's partition leaves this worker's answers too)."""
+        loaded = self.loaded
+        if loaded is None or self.catalog is None:
+            return
+        slack = freshness.COMMIT_SLACK
+        since = None if loaded.catalog_from is None else loaded.catalog_from - slack
+        try:
+            entries, read_at = await asyncio.to_thread(self.catalog.entries, since)
+        except Exception as exc:  # noqa: BLE001 - retried on the next tick
+            log.warning("reading catalog changes failed: %s", exc)
+            return
+        adopt_catalog(loaded, entries)
+        loaded.catalog_from = read_at
+
     # The version served.
 
     async def reload(self) -> None:
@@ -251,7 +388,12 @@ class RecommenderWorker(mode.Service):
         if active is None or (current is not None and current.version.id == active.id):
             return
         loaded = await asyncio.to_thread(
-            load_active, self.interactions, self.models, self.settings.half_life_seconds()
+            load_active,
+            self.interactions,
+            self.models,
+            self.settings.half_life_seconds(),
+            self.catalog,
+            self.settings.max_age_seconds(),
         )
         if loaded is None:
             return
@@ -272,6 +414,7 @@ class RecommenderWorker(mode.Service):
             self.metrics.adopted.inc(await freshness.sync(self.interactions, self.models, loaded))
         except Exception as exc:  # noqa: BLE001 - retried on the next tick
             log.warning("reading other workers' fold-ins failed: %s", exc)
+        await self.adopt_catalog_changes()
 
     # Scheduled retrains (one at a time across workers: the trainer takes a lock).
 
@@ -344,7 +487,7 @@ class RecommenderWorker(mode.Service):
                 request.kind,
             )
             reply.update(
-                items=[{"item_id": i, "score": score} for i, score in items],
+                items=described(current.recommender, items),
                 strategy=strategy,
                 model_version=current.version.id,
             )

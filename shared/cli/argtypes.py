@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def rate(text: str) -> float:
     value = float(text.removesuffix("/s"))
@@ -21,3 +23,13 @@ def positive_int(text: str) -> int:
 
 
 positive_int.__name__ = "positive integer"
+
+
+def aware_datetime(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError("needs a timezone")
+    return value
+
+
+aware_datetime.__name__ = "ISO 8601 time with a timezone (e.g. 2025-01-02T03:04:05Z)"

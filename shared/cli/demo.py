@@ -119,6 +119,7 @@ class Demo:
                 progress=False,
                 live=True,
                 stop=self.stop,
+                on_catalog=lambda films, _: _say(f"catalog: {films:,} MovieLens-100k films"),
             )
 
         thread = threading.Thread(target=work, name="replay", daemon=True)
@@ -188,7 +189,9 @@ class Demo:
         for user in self.watched:
             body = self.recommender(f"/users/{user}/recommendations?k=5")
             if body:
-                items = ", ".join(f"{i['item_id']} ({i['score']:.2f})" for i in body["items"])
+                items = "; ".join(
+                    f"{i.get('title') or i['item_id']} ({i['score']:.2f})" for i in body["items"]
+                )
                 _say(f"user {user} [{body['strategy']}]: {items}")
 
     def show_reply(self, reply) -> None:
@@ -224,6 +227,8 @@ class Demo:
                 f"closed loop: {len(self.readers)} readers liked the generated article {self.article}"
             )
         elif self.loop_state == "liked":
+            # The generator published the piece on `catalog`; the recommender stored it with
+            # kind 'news' (and its title), whichever arrived first, it or the likes.
             body = self.recommender(f"/users/{self.fan}/recommendations?k=3&kind=news")
             if body and any(i["item_id"] == self.article for i in body["items"]):
                 self.loop_state = "shown"

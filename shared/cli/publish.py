@@ -1,18 +1,20 @@
-"""``marquee publish interaction|request``: send one validated event and confirm it."""
+"""``marquee publish interaction|request|item``: send one validated event and confirm it."""
 
 from __future__ import annotations
 
 import sys
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 from ..config import Settings
-from ..errors import MarqueeError
-from ..events import ContentRequestEvent, InteractionEvent
+from ..errors import ConfigurationError, MarqueeError
+from ..events import ContentRequestEvent, InteractionEvent, ItemEvent
 from ..events.envelope import DEFAULT_SOURCE
 from ..events.models import ContentKind, InteractionAction
 from ..kafka.publisher import Publisher
 from ..kafka.replies import ReplyWatch
-from .argtypes import positive_int
+from .argtypes import aware_datetime, positive_int
 
 ACTIONS = list(InteractionAction.__args__)  # type: ignore[attr-defined]
 KINDS = list(ContentKind.__args__)  # type: ignore[attr-defined]
@@ -53,6 +55,25 @@ def register(commands) -> None:
     )
     req.set_defaults(handler=run_request)
 
+    item = sub.add_parser("item", help="an item of the catalog (an upsert: replaces it whole)")
+    item.add_argument("--id", dest="item_id", required=True, help="item id")
+    item.add_argument("--kind", required=True, help="article, video, podcast, news, film, ...")
+    item.add_argument("--title", required=True)
+    item.add_argument("--summary", default="")
+    body = item.add_mutually_exclusive_group()
+    body.add_argument("--body", default="", help="the text itself")
+    body.add_argument("--body-file", metavar="PATH", help="read the text from PATH ('-': stdin)")
+    item.add_argument("--tag", dest="tags", action="append", default=[], help="repeatable")
+    item.add_argument("--language", help="a BCP 47 tag such as en or pt-BR")
+    item.add_argument(
+        "--published-at", type=aware_datetime, help="ISO 8601 with a timezone (default: now)"
+    )
+    item.add_argument("--expires-at", type=aware_datetime, help="never recommended from then on")
+    item.add_argument("--hidden", action="store_true", help="withdrawn: never recommended")
+    item.add_argument("--url")
+    item.add_argument("--source", default=DEFAULT_SOURCE, help="CloudEvents source URI")
+    item.set_defaults(handler=run_item)
+
 
 def _send(settings: Settings, event) -> int:
     with Publisher(settings) as publisher:
@@ -71,6 +92,33 @@ def run_interaction(args, settings: Settings) -> int:
     if args.rating is not None:
         data["rating"] = args.rating
     return _send(settings, InteractionEvent.create(data, source=args.source, id=args.id))
+
+
+def read_body(path: str) -> str:
+    """The text of ``path`` (``-``: stdin), its line endings as ``\\n``."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigurationError(f"cannot read --body-file {path}: {reason}") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def run_item(args, settings: Settings) -> int:
+    data = {
+        "item_id": args.item_id,
+        "kind": args.kind,
+        "title": args.title,
+        "summary": args.summary,
+        "body": read_body(args.body_file) if args.body_file else args.body,
+        "tags": args.tags,
+        "published_at": args.published_at or datetime.now(UTC),
+        "hidden": args.hidden,
+    }
+    for field in ("language", "expires_at", "url"):
+        if getattr(args, field) is not None:
+            data[field] = getattr(args, field)
+    return _send(settings, ItemEvent.create(data, source=args.source))
 
 
 def run_request(args, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""MovieLens-100k ratings, read from the ``recbole==1.2.1`` wheel in site-packages.
+"""MovieLens-100k ratings and films, read from the ``recbole==1.2.1`` wheel in site-packages.
 
 The licence forbids redistribution, so the file is never copied into this repository:
 ``make setup`` installs the wheel with ``--no-deps`` and this module locates it without
@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigurationError
-from ..events import InteractionEvent
+from ..events import InteractionEvent, ItemEvent
 
 SOURCE = "urn:marquee:movielens-100k"
+#: When a film has no release year (one has none): a fixed date keeps its event the same.
+NO_RELEASE = datetime(1970, 1, 1, tzinfo=UTC)
 INSTALL_HINT = "pip install --no-deps recbole==1.2.1  (make setup does this)"
 
 
@@ -28,29 +30,42 @@ class Rating:
     timestamp: int
 
 
-def dataset_path() -> Path:
+@dataclass(frozen=True, slots=True)
+class Film:
+    item_id: str
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+
+
+def dataset_path(name: str = "ml-100k.inter") -> Path:
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError(f"MovieLens-100k needs the recbole wheel: {INSTALL_HINT}")
     for location in spec.submodule_search_locations:
-        path = Path(location) / "dataset_example" / "ml-100k" / "ml-100k.inter"
+        path = Path(location) / "dataset_example" / "ml-100k" / name
         if path.is_file():
             return path
-    raise ConfigurationError(f"recbole is installed but has no ml-100k.inter: {INSTALL_HINT}")
+    raise ConfigurationError(f"recbole is installed but has no {name}: {INSTALL_HINT}")
+
+
+def _rows(path: Path, expected: list[str]) -> Iterator[list[str]]:
+    """The tab-separated fields of each line after a header that must be ``expected``."""
+    with path.open(encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        if header != expected:
+            raise ConfigurationError(f"{path}: unexpected header {header}, expected {expected}")
+        for line in fh:
+            yield line.rstrip("\n").split("\t")
 
 
 def load_ratings(path: Path | None = None) -> list[Rating]:
     """All ratings in timestamp order (ties broken by user, then item: deterministic)."""
-    path = path or dataset_path()
-    ratings = []
-    with path.open(encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        expected = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
-        if header != expected:
-            raise ConfigurationError(f"{path}: unexpected header {header}, expected {expected}")
-        for line in fh:
-            user, item, rating, ts = line.rstrip("\n").split("\t")
-            ratings.append(Rating(user, item, float(rating), int(float(ts))))
+    expected = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+    ratings = [
+        Rating(user, item, float(rating), int(float(ts)))
+        for user, item, rating, ts in _rows(path or dataset_path(), expected)
+    ]
     ratings.sort(key=lambda r: (r.timestamp, int(r.user_id), int(r.item_id)))
     return ratings
 
@@ -78,3 +93,42 @@ def events(limit: int | None = None) -> Iterator[InteractionEvent]:
     ratings = load_ratings()
     for r in ratings[:limit] if limit is not None else ratings:
         yield to_event(r)
+
+
+def load_films(path: Path | None = None) -> list[Film]:
+    """Every film of the catalog (1,682), by id. Ids are the ratings' ``item_id``s as they
+    are. recbole's copy writes the one film with no title, year or genre as ``unkonwn``
+    (MovieLens's own ``u.item`` says ``unknown``); "unknown" as a genre means none."""
+    expected = ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"]
+    films = [
+        Film(
+            item_id,
+            "unknown" if title == "unkonwn" else title,
+            int(year) if year.isdigit() else None,
+            tuple(g for g in genres.split() if g != "unknown"),
+        )
+        for item_id, title, year, genres in _rows(path or dataset_path("ml-100k.item"), expected)
+    ]
+    films.sort(key=lambda f: int(f.item_id))
+    return films
+
+
+def to_item_event(f: Film) -> ItemEvent:
+    """One film as a catalog item: "Star Wars (1977)", its genres as tags, published on
+    January 1 of its release year. The id is derived from the film's, so a replay is
+    idempotent."""
+    year = f" ({f.year})" if f.year is not None else ""
+    published = datetime(f.year, 1, 1, tzinfo=UTC) if f.year is not None else NO_RELEASE
+    return ItemEvent.create(
+        {
+            "item_id": f.item_id,
+            "kind": "film",
+            "title": f"{f.title}{year}",
+            "summary": f"{', '.join(f.genres)}{year}".strip(),
+            "tags": list(f.genres),
+            "published_at": published,
+        },
+        source=SOURCE,
+        id=f"ml100k-item-{f.item_id}",
+        time=published,
+    )

@@ -21,6 +21,41 @@ InteractionAction = Literal["view", "click", "like", "share", "dwell"]
 ContentKind = Literal["news", "script", "lyrics", "assistant"]
 
 
+#: A short text: no control characters but tab and newline (Postgres cannot store NUL).
+Line = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
+Tag = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
+
+
+# --- catalog --------------------------------------------------------------------------
+class Item(Strict):
+    """An article (or video, film, podcast, generated piece...) as the newsroom publishes
+    it. An upsert: a later event for the same ``item_id`` replaces the item whole."""
+
+    item_id: Id
+    #: Free-form but short: article, video, podcast, news, script, lyrics, film, ...
+    kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")
+    title: Annotated[Line, Field(min_length=1, max_length=500)]
+    summary: Annotated[Line, Field(max_length=4_000)] = ""
+    #: The text itself; the event size limit (MARQUEE_MAX_EVENT_BYTES) bounds it too.
+    body: Annotated[Line, Field(max_length=200_000)] = ""
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    #: A BCP 47 tag such as ``en`` or ``pt-BR``.
+    language: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    published_at: AwareDatetime
+    #: From this time on the item is never recommended.
+    expires_at: AwareDatetime | None = None
+    #: Withdrawn: never recommended, whatever its interactions.
+    hidden: bool = False
+    url: str | None = Field(default=None, max_length=2_000, pattern=r"^https?://[^\s]+$")
+
+
+class ItemEvent(Envelope[Item]):
+    event_type = "marquee.item.v1"
+    type: Literal["marquee.item.v1"] = "marquee.item.v1"
+
+
 # --- interactions ---------------------------------------------------------------------
 class Interaction(Strict):
     """Something a user did with an item."""
@@ -137,6 +172,9 @@ class RecommendationRequestEvent(Envelope[RecommendationRequest]):
 class ScoredItem(Strict):
     item_id: Id
     score: float = Field(allow_inf_nan=False)
+    #: From the catalog, when the item is in it.
+    title: str | None = Field(default=None, max_length=500)
+    kind: str | None = Field(default=None, max_length=32)
 
 
 class Recommendations(Strict):
@@ -194,6 +232,7 @@ class DeadLetterEvent(Envelope[DeadLetter]):
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event_type: cls
     for cls in (
+        ItemEvent,
         InteractionEvent,
         ContentRequestEvent,
         GeneratedContentEvent,

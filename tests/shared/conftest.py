@@ -10,6 +10,19 @@ STARTED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 #: One valid ``data`` payload per CloudEvents type, each exercising its optional fields.
 SAMPLE_DATA: dict[str, dict] = {
+    "marquee.item.v1": {
+        "item_id": "article-1",
+        "kind": "article",
+        "title": "The harbour reopens",
+        "summary": "Ferries run again after the storm.",
+        "body": "The harbour reopened on Monday.\n\tFerries run hourly.",
+        "tags": ["harbour", "weather"],
+        "language": "en",
+        "published_at": datetime(2026, 11, 30, 8, tzinfo=UTC),
+        "expires_at": datetime(2026, 12, 30, 8, tzinfo=UTC),
+        "hidden": False,
+        "url": "https://news.example/harbour",
+    },
     "marquee.interaction.v1": {
         "user_id": "u-1",
         "item_id": "i-1",

@@ -1,5 +1,6 @@
 """The generator over the real broker and Postgres: one reply per request, even across a
-crash; bad requests dead-lettered; content stored and registered in the catalog."""
+crash; bad requests dead-lettered; content stored, and each complete piece published on
+the catalog topic."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import text
 
+from services.generator.catalog import clean
 from shared.events import EventCodec
 from shared.events.models import ContentRequestEvent
 from shared.kafka.client import client_options
@@ -88,20 +90,39 @@ def test_every_request_gets_exactly_one_reply(generator):
 
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM generated_content")).scalar_one()
-        catalog = dict(
-            conn.execute(
-                text("SELECT kind, count(*) FROM items WHERE origin = 'generated' GROUP BY kind")
-            ).all()
-        )
+        in_items = conn.execute(text("SELECT count(*) FROM items")).scalar_one()
     assert stored == len(kinds)
-    assert catalog == {"news": 3, "script": 1, "lyrics": 1}  # assistant answers are private
+    assert in_items == 0  # the catalog is the topic's: the generator writes no item rows
 
-    # Asked again (a replay, a retrying client): the stored reply, identical, not a new one.
+    # Each complete piece is an item on `catalog`, keyed by its id; assistant answers are
+    # private.
+    items = catalog_items(settings, 5)
+    assert sorted(i.kind for i in items.values()) == ["lyrics", "news", "news", "news", "script"]
+    by_request = {e.data.request_id: e for e in got}
+    for key, item in items.items():
+        reply = by_request[key.removeprefix("gen-")]
+        assert item.item_id == key == reply.data.item_id
+        assert item.tags == [item.kind] == [reply.data.kind]
+        assert item.body == clean(reply.data.text)
+        assert 0 < len(item.title) <= 120 and len(item.summary) <= 300
+        assert item.published_at == reply.time
+    assert by_request["req-3"].data.item_id is None  # the assistant's
+
+    # Asked again (a replay, a retrying client): the stored reply, identical, not a new one,
+    # and the same item again (an upsert of the same id).
     with Publisher(settings) as pub:
         pub.publish_sync(request(0))
     again = replies(settings, len(kinds) + 1)
     first = [e for e in again if e.data.request_id == "req-0"]
     assert len(first) == 2 and first[0].model_dump() == first[1].model_dump()
+    records = read_all(settings, "catalog", 6)
+    copies = [r.value for r in records if r.key == b"gen-req-0"]
+    assert len(records) == 6 and len(copies) == 2 and copies[0] == copies[1]
+
+
+def catalog_items(settings, expected: int) -> dict:
+    records = read_all(settings, "catalog", expected, timeout_s=30)
+    return {r.key.decode(): EventCodec().decode(r.value, topic="catalog").data for r in records}
 
 
 def test_a_worker_killed_mid_batch_answers_everything_once_restarted(topics, engine, tmp_path):

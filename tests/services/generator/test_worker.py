@@ -17,7 +17,7 @@ from services.generator.replies import MAX_TEXT
 from services.generator.settings import GeneratorSettings
 from services.generator.worker import Clock, GeneratorWorker
 from shared.errors import TransientError
-from shared.events import ContentRequestEvent, EventCodec
+from shared.events import ContentRequestEvent, EventCodec, ItemEvent
 from shared.metrics import Metrics
 
 MODEL_DIR = Path("/models/fake")
@@ -135,6 +135,7 @@ class Harness:
         self.engine = FakeEngine()
         self.store = FakeStore(self.log)
         self.published: list = []
+        self.items: list = []  # what went to the catalog
         self.letters: list = []
         self.acked: list[Event] = []
         self.registry = Metrics().registry
@@ -156,6 +157,10 @@ class Harness:
         )
 
     async def _publish(self, event) -> None:
+        if isinstance(event, ItemEvent):
+            self.log.append(f"publish item {event.data.item_id}")
+            self.items.append(event)
+            return
         self.log.append(f"publish {event.data.request_id}")
         self.published.append(event)
 
@@ -203,7 +208,7 @@ def test_a_reply_is_stored_then_published_then_its_request_acked():
     assert h.worker.queue.qsize() == 1 and not h.acked and not h.published
     assert h.worker.counters["queue_depth"] == 1
     h.batch()
-    assert h.log == ["save r-1", "publish r-1", "ack"]
+    assert h.log == ["save r-1", "publish r-1", "publish item gen-r-1", "ack"]
     assert h.acked == [event]
     (published,) = h.published
     reply, made_at = h.store.replies["r-1"]
@@ -215,6 +220,18 @@ def test_a_reply_is_stored_then_published_then_its_request_acked():
     )
     assert reply.finish_reason == "stop" and reply.completion_tokens == 4
     assert h.store.prompts["r-1"] == "story r-1"  # the request's prompt, not the rendered one
+    (item,) = h.items  # the complete piece, in the catalog
+    assert item.time == made_at and item.source == published.source
+    assert item.data.model_dump(exclude_none=True) == {
+        "item_id": "gen-r-1",
+        "kind": "news",
+        "title": "About news: story r-1.",
+        "summary": "About news: story r-1.",
+        "body": "About news: story r-1.",
+        "tags": ["news"],
+        "published_at": made_at,
+        "hidden": False,
+    }
     assert h.worker.counters == {
         "queue_depth": 0,
         "batch_size": 1,
@@ -249,6 +266,44 @@ def test_a_replayed_request_gets_its_stored_reply_again_identical():
     assert len(h.engine.batches) == 1  # not generated twice
     first, second = h.published
     assert first.model_dump() == second.model_dump()
+    first, second = h.items  # the same upsert again: harmless
+    assert first.model_dump() == second.model_dump()
+
+
+def test_only_complete_pieces_of_public_kinds_become_catalog_items():
+    h = Harness()
+    h.engine.texts["news: cut"] = ("A long story", "length")
+    h.engine.texts["news: late"] = ("A late story", "deadline")
+    h.send(
+        request("r-1"),
+        request("r-2", kind="assistant"),
+        request("r-3", prompt="cut"),
+        request("r-4", prompt="late"),
+        request("r-5", prompt="too long"),  # an error reply
+    )
+    h.batch()
+    assert len(h.published) == 5
+    assert [i.data.item_id for i in h.items] == ["gen-r-1", "gen-r-3"]
+
+
+def test_a_request_is_acked_only_once_its_item_is_confirmed_too():
+    h = Harness(retry_max_seconds=0.01)
+    publish, failures = h._publish, [1]
+
+    async def flaky(event) -> None:
+        if isinstance(event, ItemEvent) and failures:
+            failures.pop()
+            raise TransientError("broker unavailable")
+        await publish(event)
+
+    h.worker.publish = flaky
+    h.send(request())
+    h.batch()
+    assert h.log == [
+        "save r-1", "publish r-1",  # the item failed: not acked
+        "save r-1", "publish r-1", "publish item gen-r-1", "ack",  # the stored reply again
+    ]  # fmt: skip
+    assert h.published[0].model_dump() == h.published[1].model_dump()
 
 
 def test_a_deadline_that_passes_while_queued_gets_an_error_reply_without_generating():

@@ -42,6 +42,29 @@ def test_publish_request_lands_on_the_topic(topics):
     assert record.key == b"req-1"
 
 
+def test_publish_item_lands_on_the_catalog_keyed_by_its_id(topics, tmp_path):
+    body = tmp_path / "body.txt"
+    body.write_text("The harbour reopened on Monday.\nFerries run hourly.\n", encoding="utf-8")
+    result = marquee(
+        topics, "publish", "item", "--id", "article-9", "--kind", "article",
+        "--title", "The harbour reopens", "--summary", "Ferries run again.",
+        "--body-file", str(body), "--tag", "harbour", "--tag", "weather",
+        "--published-at", "2026-11-30T08:00:00Z", "--url", "https://news.example/harbour",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("published marquee.item.v1 id=")
+    assert f"to {topics.topic_prefix}catalog[" in result.stdout
+    (record,) = read_all(topics, "catalog", expected=1)
+    assert record.key == b"article-9"
+    item = EventCodec().decode(record.value, topic="catalog").data
+    assert (item.item_id, item.kind, item.title, item.tags) == (
+        "article-9", "article", "The harbour reopens", ["harbour", "weather"],
+    )  # fmt: skip
+    assert item.body == "The harbour reopened on Monday.\nFerries run hourly.\n"
+    assert item.published_at.isoformat() == "2026-11-30T08:00:00+00:00"
+    assert item.url == "https://news.example/harbour" and not item.hidden
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -76,6 +99,22 @@ def test_publish_request_lands_on_the_topic(topics):
             ["publish", "request", "--kind", "news", "--prompt", "p", "--max-new-tokens", "0"],
             "data.max_new_tokens",
         ),
+        (["publish", "item", "--id", "a", "--kind", "article"], "required: --title"),
+        (
+            [
+                "publish",
+                "item",
+                "--id",
+                "a",
+                "--kind",
+                "article",
+                "--title",
+                "T",
+                "--published-at",
+                "2025-01-01",
+            ],
+            "invalid ISO 8601 time with a timezone",
+        ),  # fmt: skip
         (["replay", "movielens", "--limit", "-3"], "invalid positive integer value"),
         (["tail", "no-such-topic", "--max", "1"], "unknown topic 'no-such-topic'"),
     ],
@@ -88,6 +127,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_sent(topics, args, message):
     assert "Traceback" not in result.stderr
     assert record_count(topics, "interactions") == 0
     assert record_count(topics, "content-requests") == 0
+    assert record_count(topics, "catalog") == 0
 
 
 @pytest.mark.parametrize(
