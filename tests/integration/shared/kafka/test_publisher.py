@@ -17,6 +17,9 @@ from tests.integration.kafka_helpers import read_all, record_count
 NOW = datetime.now(UTC)
 SAMPLES = {
     "marquee.interaction.v1": m.Interaction(user_id="u1", item_id="i1", action="click"),
+    "marquee.item.v1": m.Item(
+        item_id="article-1", kind="article", title="The harbour reopens", published_at=NOW
+    ),
     "marquee.content_request.v1": m.ContentRequest(request_id="r1", kind="news", prompt="Write"),
     "marquee.generated_content.v1": m.GeneratedContent(
         request_id="r1", reply_id="rep1", status="ok", kind="news", text="Hello", model="tiny"
