@@ -90,23 +90,24 @@ def build(settings: RecommenderSettings) -> Service:
     requests = app.topic(full_name("recommendation-requests", settings.topic_prefix), **raw)
     catalog = app.topic(full_name("catalog", settings.topic_prefix), **raw)
 
-    @app.agent(interactions, concurrency=1)
-    async def ingest(stream):
-        batches = stream.take_events(
+    async def batches(stream):
+        """The stream's records in batches (acked when the next batch is asked for)."""
+        taken = stream.take_events(
             settings.recommender_ingest_batch_size,
             within=settings.recommender_ingest_batch_seconds,
         )
-        async for events in batches:
-            await worker.ingest([event.message for event in events])
+        async for events in taken:
+            yield [event.message for event in events]
+
+    @app.agent(interactions, concurrency=1)
+    async def ingest(stream):
+        async for batch in batches(stream):
+            await worker.ingest(batch)
 
     @app.agent(catalog, concurrency=1)
     async def ingest_items(stream):
-        batches = stream.take_events(
-            settings.recommender_ingest_batch_size,
-            within=settings.recommender_ingest_batch_seconds,
-        )
-        async for events in batches:
-            await worker.ingest_items([event.message for event in events])
+        async for batch in batches(stream):
+            await worker.ingest_items(batch)
 
     @app.agent(requests, concurrency=1)
     async def answer_requests(stream):

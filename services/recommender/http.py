@@ -38,10 +38,6 @@ def _kind(request: Request) -> str | None:
     return params.text(request.query, "kind", max_length=64)
 
 
-def _plain(scored) -> list[dict]:
-    return [{"item_id": item, "score": score} for item, score in scored]
-
-
 def install_views(service: Service, worker: RecommenderWorker) -> None:
     """The API over ``worker``: the version it serves and its stores."""
 
@@ -88,13 +84,8 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 return self.json({"error": str(exc)}, status=400)
             if window is not None:  # counted in Postgres: needs no model
                 items = await asyncio.to_thread(worker.interactions.popular_within, window, k, kind)
-                titled = worker.loaded.recommender if worker.loaded else None
-                return self.json(
-                    {
-                        "items": described(titled, items) if titled else _plain(items),
-                        "window_seconds": window,
-                    }
-                )
+                served = worker.loaded.recommender if worker.loaded else None
+                return self.json({"items": described(served, items), "window_seconds": window})
             current, error = loaded(self)
             if error:
                 return error

@@ -56,6 +56,13 @@ class CatalogRow:
     content: np.ndarray | None
     content_model: str | None
 
+    def entry(self) -> CatalogEntry:
+        """The row as serving reads it back."""
+        info = ItemInfo(
+            self.title, self.kind, self.tags, self.published_at, self.expires_at, self.hidden
+        )
+        return CatalogEntry(self.item_id, info, self.content)
+
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:

@@ -46,8 +46,11 @@ class Loaded:
     catalog_from: datetime | None = None
 
 
-#: An item as answers show it: id, score, and its title and kind when the catalog has them.
-def described(rec: Recommender, scored: list[tuple[str, float]]) -> list[dict]:
+def described(rec: Recommender | None, scored: list[tuple[str, float]]) -> list[dict]:
+    """Items as answers show them: id and score, and the title and kind the served model
+    knows (none without one)."""
+    if rec is None:
+        return [{"item_id": item, "score": score} for item, score in scored]
     return [
         {"item_id": item, "score": score, "title": rec.title_of(item), "kind": rec.kind_of(item)}
         for item, score in scored

@@ -35,11 +35,10 @@ from shared.retry import retry_until_done
 
 from . import freshness
 from .confidence import Weights
-from .content import ItemInfo, content_text
+from .content import content_text
 from .metrics import RecommenderMetrics
 from .model_store import TrainingBusy
 from .persistence import (
-    CatalogEntry,
     CatalogRow,
     CatalogStore,
     FactorStore,
@@ -144,11 +143,13 @@ class RecommenderWorker(mode.Service):
 
     async def ingest(self, batch: Sequence[Record]) -> None:
         """Store ``batch``, retrying until it is stored (the agent acks it after this)."""
+        await self._until_stored(
+            lambda: self.store_batch(batch), f"interactions batch of {len(batch)}"
+        )
+
+    async def _until_stored(self, attempt: Callable[[], Awaitable], what: str) -> None:
         await retry_until_done(
-            lambda: self.store_batch(batch),
-            what=f"interactions batch of {len(batch)}",
-            max_delay=self.settings.retry_max_seconds,
-            on_failure=self._failed,
+            attempt, what=what, max_delay=self.settings.retry_max_seconds, on_failure=self._failed
         )
         self.last_failure = None
 
@@ -201,7 +202,14 @@ class RecommenderWorker(mode.Service):
             if is_retriable(exc):
                 raise  # the database is away: the whole batch again, later
             # Something in the batch the database refuses and will refuse again: find it.
-            new, rows, refused = await self._write_apart(batch, rows, exc)
+            records = {(r.partition, r.offset): r for r in batch}
+            new, rows, refused = await self._write_apart(
+                rows,
+                self.interactions.write,
+                lambda row: records[row.kafka_partition, row.kafka_offset],
+                "interactions",
+                exc,
+            )
             letters += refused
         m.write_seconds.observe(self.clock() - started)
         m.consumed.labels("interactions").inc(len(batch))
@@ -214,24 +222,29 @@ class RecommenderWorker(mode.Service):
         return new
 
     async def _write_apart(
-        self, batch: Sequence[Record], rows: list[InteractionRow], failure: BaseException
-    ) -> tuple[int, list[InteractionRow], list[tuple[Record, InvalidEvent]]]:
+        self,
+        rows: list,
+        write: Callable[[list], int | None],
+        record_of: Callable[[object], Record],
+        topic: str,
+        failure: BaseException,
+    ) -> tuple[int, list, list[tuple[Record, InvalidEvent]]]:
         """Write ``rows`` one at a time after ``failure`` refused them together: each row
-        the database refuses for what it holds goes to the DLQ with the reason, the rest
-        are stored. Returns (new, stored rows, dead letters)."""
-        log.warning("the database refused a batch (%s); writing its rows one by one", failure)
-        records = {(r.partition, r.offset): r for r in batch}
+        the database refuses for what it holds goes to ``topic``'s DLQ with the reason, the
+        rest are stored (only a connection-level failure is raised, to retry the batch).
+        Returns (what the writes counted, stored rows, dead letters)."""
+        log.warning("the database refused a %s batch (%s); writing it row by row", topic, failure)
         new, stored, refused = 0, [], []
         for row in rows:
             try:
-                new += await asyncio.to_thread(self.interactions.write, [row])
+                new += await asyncio.to_thread(write, [row]) or 0
                 stored.append(row)
             except Exception as exc:
                 if is_retriable(exc):
                     raise
-                record = records[row.kafka_partition, row.kafka_offset]
+                record = record_of(row)
                 reason = InvalidEvent(f"the database refused it: {type(exc).__name__}: {exc}")
-                await self.dead_letter(record, "interactions", reason)
+                await self.dead_letter(record, topic, reason)
                 refused.append((record, reason))
         return new, stored, refused
 
@@ -258,16 +271,10 @@ class RecommenderWorker(mode.Service):
         """Store a batch of ``catalog`` events with their content vectors, and serve the
         change at once: an item hidden or expired leaves the very next answer, a new one
         is recommendable by its content. Retried until stored, like interactions."""
-        await retry_until_done(
-            lambda: self.store_items(batch),
-            what=f"catalog batch of {len(batch)}",
-            max_delay=self.settings.retry_max_seconds,
-            on_failure=self._failed,
-        )
-        self.last_failure = None
+        await self._until_stored(lambda: self.store_items(batch), f"catalog batch of {len(batch)}")
 
     async def store_items(self, batch: Sequence[Record]) -> None:
-        rows, records = [], {}
+        rows = []
         latest: dict[str, tuple[Record, object]] = {}
         for record in batch:
             try:
@@ -297,7 +304,6 @@ class RecommenderWorker(mode.Service):
                     content_model=self.content_model if vector is not None else None,
                 )
             )
-            records[item.item_id] = latest[item.item_id][0]
         if self.catalog is None:
             return
         try:
@@ -305,23 +311,16 @@ class RecommenderWorker(mode.Service):
         except Exception as exc:
             if is_retriable(exc):
                 raise
-            rows = await self._write_items_apart(rows, records, exc)
+            _, rows, refused = await self._write_apart(
+                rows, self.catalog.write, lambda row: latest[row.item_id][0], "catalog", exc
+            )
+            self.counters["dead_letters"] += len(refused)
         self.metrics.consumed.labels("catalog").inc(len(batch))
         self.counters["items_stored"] = self.counters.get("items_stored", 0) + len(rows)
         loaded = self.loaded
         mapped = []
         if loaded is not None:
-            mapped = adopt_catalog(
-                loaded,
-                [
-                    CatalogEntry(
-                        r.item_id,
-                        ItemInfo(r.title, r.kind, r.tags, r.published_at, r.expires_at, r.hidden),
-                        r.content,
-                    )
-                    for r in rows
-                ],
-            )
+            mapped = adopt_catalog(loaded, [row.entry() for row in rows])
         log.info(
             "stored %s catalog items from %s records; %s given factors from their content",
             len(rows),
@@ -335,25 +334,6 @@ class RecommenderWorker(mode.Service):
         texts = [content_text(i.title, i.tags, i.summary) for i in items]
         vectors = await asyncio.to_thread(self.encode, texts)
         return list(np.asarray(vectors, dtype=np.float32))
-
-    async def _write_items_apart(
-        self, rows: list[CatalogRow], records: dict[str, Record], failure: BaseException
-    ) -> list[CatalogRow]:
-        """One item at a time after the database refused them together: each item it
-        refuses for what it holds goes to ``catalog.dlq`` with the reason."""
-        log.warning("the database refused a catalog batch (%s); writing items one by one", failure)
-        stored = []
-        for row in rows:
-            try:
-                await asyncio.to_thread(self.catalog.write, [row])
-                stored.append(row)
-            except Exception as exc:
-                if is_retriable(exc):
-                    raise
-                reason = InvalidEvent(f"the database refused it: {type(exc).__name__}: {exc}")
-                await self.dead_letter(records[row.item_id], "catalog", reason)
-                self.counters["dead_letters"] += 1
-        return stored
 
     async def adopt_catalog_changes(self) -> None:
         """Take in the catalog changes other workers stored (an item hidden on another

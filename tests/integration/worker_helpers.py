@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -31,6 +32,24 @@ def get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def answer(port: int, path: str) -> dict:
+    """The JSON body of a 200 answer (anything else fails the test)."""
+    status, body = get(port, path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def eventually(check, timeout: float = 20.0):
+    """Poll ``check`` until it returns something truthy or ``timeout`` passes; its last
+    result either way (callers assert on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.25)
 
 
 def chassis_worker(settings, tmp_path: Path, **env: str):

@@ -4,9 +4,7 @@ bad items in catalog.dlq."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,23 +17,9 @@ from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 from tests.integration.kafka_helpers import read_all
 from tests.integration.stack_helpers import marquee, seed_movielens
-from tests.integration.worker_helpers import get, service_worker
+from tests.integration.worker_helpers import answer, eventually, get, service_worker
 
 SERVE = [sys.executable, "-m", "shared.cli.main", "serve", "recommender"]
-
-
-def answer(port: int, path: str) -> dict:
-    status, body = get(port, path)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.25)
-    return result
 
 
 @pytest.fixture
@@ -49,10 +33,10 @@ def served(topics, engine, tmp_path):
             pub.publish(to_item_event(film))
     env = {"MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "1"}
     with service_worker(topics, tmp_path, SERVE, wait_for="/livez", **env) as (_, port):
-        eventually(lambda: _stored_content(engine) == len(films), timeout=120)
+        assert eventually(lambda: _stored_content(engine) == len(films), timeout=120)
         trained = marquee(topics, "train")
         assert trained.returncode == 0, trained.stdout + trained.stderr
-        eventually(lambda: get(port, "/readyz")[0] == 200, timeout=60)
+        assert eventually(lambda: get(port, "/readyz")[0] == 200, timeout=60)
         yield port, topics, {f.item_id: f for f in films}
 
 
@@ -118,7 +102,7 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
         found = answer(port, f"/users/{user}/recommendations?k=20&kind=news")["items"]
         return [i["item_id"] for i in found]
 
-    eventually(lambda: all(len(ranked_news(u)) == 20 for u in users), timeout=30)
+    assert eventually(lambda: all(len(ranked_news(u)) == 20 for u in users), timeout=30)
     orders = {u: ranked_news(u) for u in users}
     right = [
         u
@@ -144,7 +128,7 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
         near = answer(port, f"/items/news-{user}-unlike/similar?k=200")["items"]
         return all(i["item_id"] != new_id for i in mine + news + popular + near)
 
-    eventually(gone, timeout=5)
+    assert eventually(gone, timeout=5)
 
     # A malformed item goes to catalog.dlq with its reason; the worker goes on.
     producer = KafkaProducer(**client_options(topics))

@@ -3,7 +3,6 @@ factors before a retrain, fold-ins live in Postgres, and requests are answered o
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from contextlib import ExitStack
@@ -20,7 +19,7 @@ from shared.kafka.publisher import Publisher
 from shared.topics import full_name
 from tests.integration.kafka_helpers import read_all
 from tests.integration.stack_helpers import marquee, seed_movielens
-from tests.integration.worker_helpers import get, service_worker
+from tests.integration.worker_helpers import answer, eventually, service_worker
 
 SERVE = [sys.executable, "-m", "shared.cli.main", "serve", "recommender"]
 READERS = [str(u) for u in range(1, 21)]  # MovieLens users with trained factors
@@ -50,21 +49,6 @@ def two_workers(topics, engine, tmp_path):
             for name in ("a", "b")
         ]
         yield ports, topics, engine
-
-
-def answer(port: int, path: str) -> dict:
-    status, body = get(port, path)
-    assert status == 200, body
-    return json.loads(body)
-
-
-def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.25)
 
 
 def test_every_worker_serves_fold_ins_and_new_items_alike(two_workers, admin):
