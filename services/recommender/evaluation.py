@@ -13,7 +13,7 @@ the mean over test users with the ideal DCG taken over ``min(K, relevant)`` posi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -21,6 +21,7 @@ import scipy.sparse
 from implicit.evaluation import ranking_metrics_at_k
 
 from .confidence import Weights
+from .content import ItemInfo
 from .interactions import Event
 from .model import (
     DEFAULT_HALF_LIFE_SECONDS,
@@ -33,6 +34,8 @@ from .model import (
     fit_recommender,
     new_als,
 )
+from .persistence import CatalogEntry
+from .serving import adopt_catalog, fit_content_map
 
 K = 10
 TEST_FRACTION = 0.2
@@ -87,23 +90,31 @@ def ranking_metrics(
     recommend: Callable[[int], Sequence[int]], test: scipy.sparse.csr_matrix, k: int = K
 ) -> dict[str, float]:
     """Precision and NDCG at k exactly as ``implicit.evaluation.ranking_metrics_at_k`` defines
-    them, for any recommender: ``recommend(user_index)`` returns item indices, best first."""
+    them, for any recommender: ``recommend(user_index)`` returns item indices, best first.
+    Recall is the mean over test users of hits / relevant items (uncapped)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(discounts)
-    hits = relevant = ndcg = 0.0
+    hits = relevant = ndcg = recall = 0.0
     users = 0
     for user in np.flatnonzero(np.diff(test.indptr)):
         likes = set(test.indices[test.indptr[user] : test.indptr[user + 1]].tolist())
         n = min(k, len(likes))
         relevant += n
+        found = 0
         for rank, item in enumerate(list(recommend(int(user)))[:k]):
             if item in likes:
-                hits += 1
+                found += 1
                 ndcg += discounts[rank] / ideal[n - 1]
+        hits += found
+        recall += found / len(likes)
         users += 1
     if not users:
-        return {"precision": 0.0, "ndcg": 0.0}
-    return {"precision": float(hits / relevant), "ndcg": float(ndcg / users)}
+        return {"precision": 0.0, "ndcg": 0.0, "recall": 0.0}
+    return {
+        "precision": float(hits / relevant),
+        "ndcg": float(ndcg / users),
+        "recall": float(recall / users),
+    }
 
 
 def popularity_model(train: scipy.sparse.csr_matrix):
@@ -137,8 +148,10 @@ def evaluate_split(
     k: int = K,
     half_life_seconds: float = DEFAULT_HALF_LIFE_SECONDS,
     num_threads: int = 0,
+    content: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
-    """Fit on ``train``; score als, popularity and served on ``test``."""
+    """Fit on ``train``; score als, popularity and served on ``test`` (and, given items'
+    ``content`` vectors, the served path with content-mapped factors: ``hybrid``)."""
     # Popularity decays from the end of the training data: "now" at serving time.
     served: Recommender = fit_recommender(
         train, params, half_life_seconds=half_life_seconds, num_threads=num_threads
@@ -182,6 +195,12 @@ def evaluate_split(
         ),
         "served": ranking_metrics(served_indices, test_matrix, k),
     }
+    if content is not None:
+        # The hybrid: every item with content and no factors gets them from its content,
+        # as a worker serving the catalog does (items first seen in the test split too).
+        entries = [CatalogEntry(i, ItemInfo(None, "item"), v) for i, v in content.items()]
+        adopt_catalog(served, fit_content_map(served, entries), entries)
+        models["hybrid"] = ranking_metrics(served_indices, test_matrix, k)
     test_users = [users.external(u) for u in np.flatnonzero(np.diff(test_matrix.indptr))]
     return {
         "models": {
@@ -205,9 +224,11 @@ def evaluate(
     k: int = K,
     half_life_seconds: float = DEFAULT_HALF_LIFE_SECONDS,
     num_threads: int = 0,
+    content: Mapping[str, np.ndarray] | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict:
-    """``{"protocols": {name: {"models": {"als"|"popularity"|"served": {metric: value}}, ...}}}``"""
+    """``{"protocols": {name: {"models": {"als"|"popularity"|"served": {metric: value}}, ...}}}``
+    (and ``"hybrid"`` given ``content``, see :func:`evaluate_split`)."""
     params = params or AlsParams()
     events = events_from_ratings(ratings, weights)
     result: dict = {"protocols": {}}
@@ -218,7 +239,13 @@ def evaluate(
         train, test = PROTOCOLS[name](events, test_fraction)
         progress(f"{name}: training on {len(train):,} events, testing on {len(test):,}")
         scores = evaluate_split(
-            train, test, params, k=k, half_life_seconds=half_life_seconds, num_threads=num_threads
+            train,
+            test,
+            params,
+            k=k,
+            half_life_seconds=half_life_seconds,
+            num_threads=num_threads,
+            content=content,
         )
         scores["params"] = asdict(params)
         scores["seconds"] = round(time.monotonic() - started, 3)

@@ -17,7 +17,7 @@ from datetime import datetime
 import numpy as np
 import scipy.sparse
 
-from .content import ContentMap
+from .content import RIDGE, ContentMap
 from .model import AlsParams, IdMap, Recommender, als_from_factors, as_csr
 from .persistence import (
     CatalogEntry,
@@ -143,12 +143,14 @@ def load_active(
         max_age_seconds=max_age_seconds,
     )
     loaded = Loaded(version, recommender, synced_from, catalog_from=catalog_from)
-    loaded.content_map = _content_map(recommender, entries)
-    adopt_catalog(loaded, entries)
+    loaded.content_map = fit_content_map(recommender, entries)
+    adopt_catalog(recommender, loaded.content_map, entries)
     return loaded
 
 
-def _content_map(rec: Recommender, entries: list[CatalogEntry]) -> ContentMap | None:
+def fit_content_map(
+    rec: Recommender, entries: list[CatalogEntry], ridge: float = RIDGE
+) -> ContentMap | None:
     """The map from content to factors, learned on the items that have both."""
     pairs = [
         (e.content, f)
@@ -158,13 +160,15 @@ def _content_map(rec: Recommender, entries: list[CatalogEntry]) -> ContentMap | 
     if not pairs:
         return None
     embeddings, item_factors = zip(*pairs, strict=True)
-    return ContentMap.fit(np.stack(embeddings), np.stack(item_factors))
+    return ContentMap.fit(np.stack(embeddings), np.stack(item_factors), ridge)
 
 
-def adopt_catalog(loaded: Loaded, entries: list[CatalogEntry]) -> list[str]:
+def adopt_catalog(
+    rec: Recommender, mapping: ContentMap | None, entries: list[CatalogEntry]
+) -> list[str]:
     """Take catalog items in: their names and expiry, and for those without readers'
-    factors, factors mapped from their content. Returns the items given mapped factors."""
-    rec, mapping = loaded.recommender, loaded.content_map
+    factors, factors mapped from their content by ``mapping``. Returns the items given
+    mapped factors."""
     mapped = []
     for entry in entries:
         rec.set_info(entry.item_id, entry.info)

@@ -320,7 +320,9 @@ class RecommenderWorker(mode.Service):
         loaded = self.loaded
         mapped = []
         if loaded is not None:
-            mapped = adopt_catalog(loaded, [row.entry() for row in rows])
+            mapped = adopt_catalog(
+                loaded.recommender, loaded.content_map, [row.entry() for row in rows]
+            )
         log.info(
             "stored %s catalog items from %s records; %s given factors from their content",
             len(rows),
@@ -348,7 +350,7 @@ class RecommenderWorker(mode.Service):
         except Exception as exc:  # noqa: BLE001 - retried on the next tick
             log.warning("reading catalog changes failed: %s", exc)
             return
-        adopt_catalog(loaded, entries)
+        adopt_catalog(loaded.recommender, loaded.content_map, entries)
         loaded.catalog_from = read_at
 
     # The version served.

@@ -23,8 +23,7 @@ class Encoder:
         manifest = model_dir / "manifest.json"
         if not manifest.exists():
             raise EmbeddingModelMissing(
-                f"no content encoder in {model_dir}: run `make setup` "
-                "(or `marquee model build-embedding`)"
+                f"no content encoder in {model_dir}: run `make setup` (or `marquee encoder build`)"
             )
         about = json.loads(manifest.read_text())
         self.name, self.dimension = about["name"], int(about["dimension"])

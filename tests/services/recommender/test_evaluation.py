@@ -56,6 +56,7 @@ def test_ranking_metrics_by_hand():
     assert got["precision"] == pytest.approx(1 / 2)  # hits / min(K, relevant)
     discount = 1 / np.log2(3)
     assert got["ndcg"] == pytest.approx(discount / (1 + discount))
+    assert got["recall"] == pytest.approx(1 / 2)  # hits / relevant, per user
 
 
 def test_popularity_model_ranks_by_user_count():
@@ -107,7 +108,16 @@ def test_evaluate_returns_the_documented_shape():
     assert per_user["models"]["served"] == pytest.approx(per_user["models"]["als"], abs=1e-6)
 
 
+def test_the_hybrid_scores_items_first_seen_in_the_test_split():
+    rng = np.random.default_rng(0)
+    content = {str(i): v / np.linalg.norm(v) for i, v in enumerate(rng.normal(size=(25, 8)))}
+    result = evaluate(ratings(), PARAMS, num_threads=1, content=content)
+    for protocol in result["protocols"].values():
+        assert set(protocol["models"]) == {"als", "popularity", "served", "hybrid"}
+
+
 def test_the_cli_lists_the_protocols_evaluation_knows():
     from services.recommender import cli
 
-    assert tuple(PROTOCOLS) == cli.PROTOCOLS
+    assert cli.TEMPORAL == tuple(PROTOCOLS)
+    assert cli.PROTOCOLS == (*PROTOCOLS, "item_cold_start")
