@@ -1,6 +1,6 @@
 """The recommender's HTTP API on the Faust web server (behind MARQUEE_HTTP_TOKEN if set).
 
-GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article
+GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article&max_per_tag=2
 GET /items/{item_id}/similar?k=10
 GET /items/popular?k=10&window=24h&kind=article
 GET /models
@@ -60,10 +60,17 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 params.identifier(user_id, "user id")
                 k, kind = _k(request), _kind(request)
                 exclude_seen = params.flag(request.query, "exclude_seen", True)
+                cap = params.integer(
+                    request.query,
+                    "max_per_tag",
+                    current.recommender.shaping.max_per_tag,
+                    low=0,
+                    high=MAX_K,
+                )
             except BadParameter as exc:
                 return self.json({"error": str(exc)}, status=400)
             items, strategy = await recommend_async(
-                current, worker.interactions, user_id, k, exclude_seen, kind
+                current, worker.interactions, user_id, k, exclude_seen, kind, max_per_tag=cap
             )
             return self.json(
                 {

@@ -24,6 +24,7 @@ from shared.errors import MarqueeError
 
 from .content import ItemInfo
 from .interactions import Interactions
+from .recency import Shaping, capped, capped_top_k, freshened
 
 DAY_SECONDS = 86_400.0
 DEFAULT_HALF_LIFE_SECONDS = 30 * DAY_SECONDS
@@ -169,9 +170,11 @@ class Recommender:
     history, time-decayed popularity for everyone else. Seen items are never returned
     (unless asked) and neither are non-finite scores, hidden or expired catalog items.
 
-    ``catalog`` holds what the newsroom published about items (title, kind, expiry);
+    ``catalog`` holds what the newsroom published about items (title, kind, tags, expiry);
     ``max_age_seconds`` ends a kind's items that long after publication. Items can have
     factors mapped from their content (:meth:`add_mapped`) until readers give them their own.
+    ``shaping`` blends a freshness prior per kind into personal scores
+    (:func:`.recency.freshened`) and caps how many items of one tag a recommended list holds.
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class Recommender:
         kinds: Iterable[str] | None = None,
         catalog: dict[str, ItemInfo] | None = None,
         max_age_seconds: dict[str, float] | None = None,
+        shaping: Shaping | None = None,
     ) -> None:
         if model.item_factors.shape[0] != len(items) or len(popularity) != len(items):
             raise ValueError("item factors, popularity and the item id map disagree in length")
@@ -205,8 +209,13 @@ class Recommender:
         self.popularity = np.asarray(popularity, dtype=np.float64)
         self.catalog: dict[str, ItemInfo] = dict(catalog or {})
         self.max_age_seconds = dict(max_age_seconds or {})
+        self.shaping = shaping or Shaping()
         #: Per item: the epoch second from which it is not shown (inf: no end).
         self.until = np.full(len(items), np.inf)
+        #: Per item: when it was published (epoch seconds) and its kind's freshness
+        #: half-life (inf: it does not decay, which an item without ``published_at`` never does).
+        self.published = np.zeros(len(items))
+        self.half_life = np.full(len(items), np.inf)
         for item_id, info in self.catalog.items():
             self._apply(item_id, info)
         #: Items whose factors come from their content, not from readers (yet).
@@ -217,7 +226,17 @@ class Recommender:
         index = self.items.get(item_id)
         if index is not None:
             self.until[index] = info.until(self.max_age_seconds)
+            self.published[index], self.half_life[index] = self._recency(info)
             self.kinds[index] = info.kind
+
+    def _recency(self, info: ItemInfo | None) -> tuple[float, float]:
+        if info is None or info.published_at is None:
+            return 0.0, np.inf
+        return info.published_at.timestamp(), self.shaping.half_life_seconds.get(info.kind, np.inf)
+
+    def tags_of(self, index: int) -> tuple[str, ...]:
+        info = self.catalog.get(self.items.external(index))
+        return info.tags if info else ()
 
     def set_info(self, item_id: str, info: ItemInfo) -> None:
         """Adopt a catalog item's latest version: an item hidden or expired now is never
@@ -373,6 +392,9 @@ class Recommender:
         kind = info.kind if info else kind
         self.kinds = np.append(self.kinds, np.array([kind or "item"], dtype=object))
         self.until = np.append(self.until, info.until(self.max_age_seconds) if info else np.inf)
+        published, half_life = self._recency(info)
+        self.published = np.append(self.published, published)
+        self.half_life = np.append(self.half_life, half_life)
         # No popularity until the next reload: a new item reaches users through ALS first.
         self.popularity = np.append(self.popularity, 0.0)
         self._seen.resize((self._seen.shape[0], len(self.items)))
@@ -410,10 +432,14 @@ class Recommender:
         exclude_seen: bool = True,
         history: Iterable[tuple[str, float]] | None = None,
         kind: str | None = None,
+        max_per_tag: int | None = None,
     ) -> Scored:
-        """Best k items for the user, of ``kind`` only if given. ``history`` (the user's full
-        history) is only used for a user without factors: it is folded in on the fly,
-        without being stored."""
+        """Best k items for the user, of ``kind`` only if given, at most ``max_per_tag`` of
+        one tag (default: the recommender's). ``history`` (the user's full history) is only
+        used for a user without factors: it is folded in on the fly, without being stored.
+        Personal scores carry the freshness prior; the popularity fallback does not (its
+        decay already discounts reads by their age: see :meth:`popular`)."""
+        cap = self.shaping.max_per_tag if max_per_tag is None else max_per_tag
         user = self.users.get(user_id)
         vector = self._factor_row(user)
         if vector is not None:
@@ -421,31 +447,52 @@ class Recommender:
         else:
             seen = self.history_row(history or ())
             if not seen.nnz:
-                return self._popular(k, set(seen.indices) if exclude_seen else set(), kind)
+                return self._popular(k, set(seen.indices) if exclude_seen else set(), kind, cap)
             with blas_single_thread():
                 vector = self.model.recalculate_user(0, seen)
-        scores = self.model.item_factors @ vector
-        exclude = [seen.indices, self._hidden()] if exclude_seen else [self._hidden()]
+        now = time.time()
+        scores = freshened(
+            self.model.item_factors @ vector,
+            self.published,
+            self.half_life,
+            now,
+            self.shaping.weight,
+        )
+        exclude = [seen.indices, self._hidden(now)] if exclude_seen else [self._hidden(now)]
         if kind is not None:
             exclude.append(np.flatnonzero(self.kinds != kind))
-        best = top_k(scores, k, np.concatenate(exclude))
+        excluded = np.concatenate(exclude)
+        best = capped_top_k(lambda n: top_k(scores, n, excluded), k, self.tags_of, cap)
         return [(self.items.external(i), float(scores[i])) for i in best]
 
-    def popular(self, k: int = 10, exclude: Iterable[str] = (), kind: str | None = None) -> Scored:
-        """Most popular items (time-decayed), skipping the item ids in ``exclude``."""
-        return self._popular(k, {self.items.get(item_id) for item_id in exclude}, kind)
+    def popular(
+        self,
+        k: int = 10,
+        exclude: Iterable[str] = (),
+        kind: str | None = None,
+        max_per_tag: int = 0,
+    ) -> Scored:
+        """Most popular items (time-decayed), skipping the item ids in ``exclude``, at most
+        ``max_per_tag`` of one tag (0: no cap). No freshness prior: popularity already decays
+        by when items were read (``recommender_popularity_half_life_days``), so an old item
+        stays only while people still read it, and a second prior would count age twice."""
+        return self._popular(k, {self.items.get(item_id) for item_id in exclude}, kind, max_per_tag)
 
-    def _popular(self, k: int, skip: set[int | None], kind: str | None = None) -> Scored:
-        found: Scored = []
+    def _popular(
+        self, k: int, skip: set[int | None], kind: str | None = None, max_per_tag: int = 0
+    ) -> Scored:
         now = time.time()
-        for index in self._popular_order:
-            if len(found) >= k:
-                break
-            if self.until[index] <= now:
-                continue
-            if index not in skip and (kind is None or self.kinds[index] == kind):
-                found.append((self.items.external(index), float(self.popularity[index])))
-        return found
+        candidates = (
+            index
+            for index in self._popular_order
+            if self.until[index] > now
+            and index not in skip
+            and (kind is None or self.kinds[index] == kind)
+        )
+        return [
+            (self.items.external(i), float(self.popularity[i]))
+            for i in capped(candidates, k, self.tags_of, max_per_tag)
+        ]
 
     def similar_items(self, item_id: str, k: int = 10) -> Scored:
         """Cosine-similar items by ALS factors, the item itself left out."""

@@ -28,6 +28,7 @@ from .persistence import (
     Pair,
     Version,
 )
+from .recency import Shaping
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,14 @@ def recommend_for(
     k: int,
     exclude_seen: bool = True,
     kind: str | None = None,
+    *,
+    max_per_tag: int | None = None,
 ) -> Answer:
     """What `marquee recommend` answers: ``(items, strategy)``; see :func:`answer`."""
     history = None
     if not loaded.recommender.has_factors(user_id):
         history = histories.histories([user_id])[user_id]
-    return answer(loaded, user_id, k, exclude_seen, kind, history)
+    return answer(loaded, user_id, k, exclude_seen, kind, history, max_per_tag=max_per_tag)
 
 
 async def recommend_async(
@@ -82,13 +85,15 @@ async def recommend_async(
     k: int,
     exclude_seen: bool = True,
     kind: str | None = None,
+    *,
+    max_per_tag: int | None = None,
 ) -> Answer:
     """What the HTTP API and Kafka replies answer, inside a worker: only the history read
     leaves the event loop; the model is read on it, where fold-ins change it."""
     history = None
     if not loaded.recommender.has_factors(user_id):
         history = (await asyncio.to_thread(histories.histories, [user_id]))[user_id]
-    return answer(loaded, user_id, k, exclude_seen, kind, history)
+    return answer(loaded, user_id, k, exclude_seen, kind, history, max_per_tag=max_per_tag)
 
 
 def answer(
@@ -98,11 +103,16 @@ def answer(
     exclude_seen: bool,
     kind: str | None,
     history: list[tuple[str, float]] | None,
+    *,
+    max_per_tag: int | None = None,
 ) -> Answer:
     """A user newer than the model is scored from their stored ``history`` on the fly; the
-    strategy says whether ALS or the popularity fallback produced the items."""
+    strategy says whether ALS or the popularity fallback produced the items. ``max_per_tag``
+    None: the recommender's own cap."""
     rec = loaded.recommender
-    items = rec.recommend(user_id, k, exclude_seen=exclude_seen, history=history, kind=kind)
+    items = rec.recommend(
+        user_id, k, exclude_seen=exclude_seen, history=history, kind=kind, max_per_tag=max_per_tag
+    )
     personal = rec.has_factors(user_id) or rec.history_row(history or ()).nnz > 0
     return items, "als" if personal else "popularity"
 
@@ -113,10 +123,12 @@ def load_active(
     half_life_seconds: float,
     catalog: CatalogStore | None = None,
     max_age_seconds: dict[str, float] | None = None,
+    shaping: Shaping | None = None,
 ) -> Loaded | None:
     """The active version as a ready Recommender, or ``None`` when none is active yet;
     with ``catalog``, its items' titles and expiry, and factors mapped from content for
-    the catalog items the version has no factors for."""
+    the catalog items the version has no factors for. ``shaping``: the freshness
+    prior and tag cap its answers get."""
     version = factors.active()
     if version is None:
         return None
@@ -141,6 +153,7 @@ def load_active(
         [kinds.get(i, "item") for i in item_ids],
         catalog={e.item_id: e.info for e in entries},
         max_age_seconds=max_age_seconds,
+        shaping=shaping,
     )
     loaded = Loaded(version, recommender, synced_from, catalog_from=catalog_from)
     loaded.content_map = fit_content_map(recommender, entries)

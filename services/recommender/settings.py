@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from shared.config import Settings
 
@@ -69,6 +69,17 @@ class RecommenderSettings(Settings):
     #: Per kind, how many days after ``published_at`` an item stops being recommended,
     #: e.g. ``{"news": 7}``; kinds not named never age out (JSON in the environment).
     recommender_max_age_days: dict[str, float] = Field(default_factory=dict, max_length=100)
+    #: Per kind, the half-life in hours of the freshness prior blended into personal scores
+    #: (age counted from ``published_at``); kinds not named, films for one, do not decay.
+    recommender_half_life_hours: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"news": 12.0, "article": 48.0}, max_length=100
+    )
+    #: The most a stale item loses, in standard deviations of the user's scores: 1 reorders
+    #: items of similar affinity without burying a strong match (max age is the hard cut).
+    recommender_freshness_weight: float = Field(default=1.0, ge=0, le=100)
+    #: The most items of one tag in a recommended list; 0: no cap (a cap trades accuracy for
+    #: variety, and where it pays depends on how the newsroom tags).
+    recommender_max_per_tag: int = Field(default=0, ge=0, le=200)
 
     #: The content encoder's model directory (set-up builds the default one).
     recommender_content_model_dir: Path = DEFAULT_CONTENT_MODEL_DIR
@@ -78,6 +89,17 @@ class RecommenderSettings(Settings):
 
     def max_age_seconds(self) -> dict[str, float]:
         return {kind: days * 86_400 for kind, days in self.recommender_max_age_days.items()}
+
+    def shaping(self):
+        from .recency import Shaping
+
+        return Shaping(
+            half_life_seconds={
+                kind: hours * 3600 for kind, hours in self.recommender_half_life_hours.items()
+            },
+            weight=self.recommender_freshness_weight,
+            max_per_tag=self.recommender_max_per_tag,
+        )
 
     def half_life_seconds(self) -> float:
         """The popularity half-life, in the seconds the model works in."""

@@ -376,6 +376,7 @@ class RecommenderWorker(mode.Service):
             self.settings.half_life_seconds(),
             self.catalog,
             self.settings.max_age_seconds(),
+            self.settings.shaping(),
         )
         if loaded is None:
             return

@@ -1,11 +1,13 @@
 """The catalog against the real broker and Postgres: names in answers, new items
 recommendable by their content before anyone reads them, hidden items gone at once,
-bad items in catalog.dlq."""
+bad items in catalog.dlq, a per-tag cap on request and old news ranked below fresh."""
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaProducer
@@ -69,6 +71,16 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
     for shown in body["items"]:  # names instead of ids
         film = films[shown["item_id"]]
         assert shown["title"].startswith(film.title) and shown["kind"] == "film"
+
+    # A cap of one film per genre (the films' tags) on request; the uncapped list repeats one.
+    def most_per_genre(found: dict) -> int:
+        genres = Counter(g for i in found["items"] for g in films[i["item_id"]].genres)
+        return max(genres.values())
+
+    capped = answer(port, "/users/1/recommendations?k=10&max_per_tag=1")
+    assert most_per_genre(body) > 1 and capped["items"] and most_per_genre(capped) == 1
+    status, error = get(port, "/users/1/recommendations?max_per_tag=-1")
+    assert status == 400 and "max_per_tag must be a whole number from 0 to 200" in str(error)
 
     # New articles nobody has read, one like each user's favourite recommendation and one
     # like their 200th: ranked by content alone (kind=news holds only
@@ -139,3 +151,30 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
     dead = EventCodec().decode(letter.value)
     assert dead.data.error_class == "InvalidEvent" and "missing field 'type'" in dead.data.error
     assert get(port, "/readyz")[0] == 200
+
+    # Two news items alike but for their age (so alike in mapped factors): the default
+    # freshness prior (news: 12 h half-life) ranks the one published three days ago lower.
+    with Publisher(topics) as pub:
+        for item_id, age in (("news-old", timedelta(days=3)), ("news-fresh", timedelta())):
+            published = datetime.now(UTC) - age
+            pub.publish(
+                item(
+                    item_id,
+                    "Harbour reopens",
+                    ["ferries"],
+                    "After the storm",
+                    kind="news",
+                    published_at=published,
+                )
+            )
+        pub.flush()
+
+    def twins() -> dict[str, dict]:
+        found = answer(port, f"/users/{user}/recommendations?k=200&kind=news")["items"]
+        return {i["item_id"]: i | {"rank": n} for n, i in enumerate(found)}
+
+    assert eventually(lambda: {"news-old", "news-fresh"} <= twins().keys(), timeout=30)
+    (twin,) = answer(port, "/items/news-old/similar?k=1")["items"]
+    assert twin["item_id"] == "news-fresh" and twin["score"] > 0.999, twin
+    old, fresh = twins()["news-old"], twins()["news-fresh"]
+    assert fresh["rank"] < old["rank"] and fresh["score"] > old["score"], json.dumps([old, fresh])
