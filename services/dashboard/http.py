@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faust.web import Request, Response, View
-from sqlalchemy.exc import SQLAlchemyError
 
 from shared.service import Service, params
 
@@ -144,7 +143,7 @@ def install_views(
                 return self.json({"error": str(exc)}, status=400)
             history, recommended = await asyncio.gather(
                 asyncio.to_thread(postgres.history, user_id),
-                _recommendations(recommender, postgres, user_id, k),
+                _recommendations(recommender, user_id, k),
                 return_exceptions=True,
             )
             body = {"user_id": user_id}
@@ -179,18 +178,12 @@ def install_views(
             return self.text("", status=303, headers={"Location": "/", "Set-Cookie": cookie})
 
 
-async def _recommendations(
-    client: RecommenderClient, postgres: PostgresSource, user_id: str, k: int
-) -> dict:
+async def _recommendations(client: RecommenderClient, user_id: str, k: int) -> dict:
+    """The recommender's answer as it served it: each item's title and kind come with it
+    (the catalog the served model holds), so the explorer names what apps are shown."""
     served = await client.recommendations(user_id, k)
-    items = served.get("items") or []
-    try:
-        catalog = await asyncio.to_thread(postgres.items, [i["item_id"] for i in items])
-    except SQLAlchemyError as exc:  # titles only decorate the answer: show it without them
-        log.warning("explorer: reading item titles failed: %s", exc)
-        catalog = {}
     return {
         "strategy": served.get("strategy"),
         "model_version": served.get("model_version"),
-        "items": [{**i, **catalog.get(i["item_id"], {})} for i in items],
+        "items": served.get("items") or [],
     }

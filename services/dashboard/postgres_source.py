@@ -135,13 +135,3 @@ class PostgresSource:
                 for r in rows
             ],
         }
-
-    def items(self, item_ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not item_ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT item_id, title, kind, origin FROM items WHERE item_id = ANY(:ids)"),
-                {"ids": list(item_ids)},
-            ).all()
-        return {r[0]: {"title": r[1], "kind": r[2], "origin": r[3]} for r in rows}

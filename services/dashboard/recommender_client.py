@@ -29,7 +29,8 @@ class RecommenderClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def recommendations(self, user_id: str, k: int) -> dict[str, Any]:
-        """``{"items": [{"item_id", "score"}], "strategy", "model_version"}`` as served."""
+        """``{"items": [{"item_id", "score", "title", "kind"}], "strategy", "model_version"}``
+        as served (``title`` is ``None`` for an item the catalog does not name)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         url = f"{self.base_url}/users/{quote(user_id, safe='')}/recommendations"

@@ -3,7 +3,9 @@
 The first reply stored for a request id is the reply: a request redelivered after a
 crash, or raced by two workers, is answered from here with the identical reply (same
 reply id, same text, same time), never generated twice. The catalog item of a complete
-piece is not written here: the worker publishes it on ``catalog`` (see ``catalog.py``).
+piece is not written here: the worker publishes it on ``catalog`` (see ``catalog.py``);
+the row keeps its id, a link by id and not by foreign key (migration 0005), since the
+recommender writes the item's row when it consumes ``catalog``, later.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ContentStore:
         created_at = fields.pop("created_at")
         fields["timings"] = fields["timings"] or None
         reply = GeneratedContent.model_validate(fields)
+        # Derived, not read: rows stored before migration 0005 have no item_id.
         return reply.model_copy(update={"item_id": catalog_item_id(reply)}), created_at
 
     def save(self, reply: GeneratedContent, prompt: str) -> tuple[GeneratedContent, datetime]:
@@ -49,21 +52,20 @@ class ContentStore:
             update={"text": storable(reply.text), "error": storable(reply.error)}
         )
         with self.engine.begin() as conn:
-            # The item_id column stays NULL: its foreign key wants the item's row in
-            # `items`, which the recommender writes when it consumes `catalog`, later. The
-            # id is derived from the reply instead (find).
             conn.execute(
                 text(
                     "INSERT INTO generated_content (request_id, reply_id, kind, prompt, status,"
                     " text, error, model, prompt_tokens, completion_tokens, finish_reason,"
-                    " timings) VALUES (:request_id, :reply_id, :kind, :prompt, :status,"
-                    " :text, :error, :model, :prompt_tokens, :completion_tokens, :finish_reason,"
-                    " CAST(:timings AS jsonb)) ON CONFLICT (request_id) DO NOTHING"
+                    " timings, item_id) VALUES (:request_id, :reply_id, :kind, :prompt,"
+                    " :status, :text, :error, :model, :prompt_tokens, :completion_tokens,"
+                    " :finish_reason, CAST(:timings AS jsonb), :item_id)"
+                    " ON CONFLICT (request_id) DO NOTHING"
                 ),
                 {
                     **reply.model_dump(exclude={"timings", "item_id"}),
                     "prompt": storable(prompt),
                     "timings": json.dumps(reply.timings.model_dump() if reply.timings else {}),
+                    "item_id": catalog_item_id(reply),
                 },
             )
         stored = self.find(reply.request_id)

@@ -78,13 +78,21 @@ def run_train(args, _: Settings) -> int:
 def run_recommend(args, _: Settings) -> int:
     from shared.errors import ConfigurationError
 
-    from .serving import load_active, recommend_for
+    from .catalog_store import PostgresCatalog
+    from .serving import described, load_active, recommend_for
     from .store import InteractionStore
 
     settings, store = _store(args)
     try:
         interactions = InteractionStore(store.engine)
-        loaded = load_active(interactions, store, settings.half_life_seconds())
+        # With the catalog, as a worker loads it: names, and new items mapped from content.
+        loaded = load_active(
+            interactions,
+            store,
+            settings.half_life_seconds(),
+            PostgresCatalog(store.engine),
+            settings.max_age_seconds(),
+        )
         if loaded is None:
             raise ConfigurationError("no active model yet: run `marquee train`")
         items, strategy = recommend_for(
@@ -92,6 +100,7 @@ def run_recommend(args, _: Settings) -> int:
         )
     finally:
         store.engine.dispose()
+    shown = described(loaded.recommender, items)
     if args.json:
         print(
             json.dumps(
@@ -99,15 +108,17 @@ def run_recommend(args, _: Settings) -> int:
                     "user_id": args.user,
                     "strategy": strategy,
                     "model_version": loaded.version.id,
-                    "items": [{"item_id": i, "score": s} for i, s in items],
+                    "items": shown,
                 },
                 indent=2,
             )
         )
         return 0
     print(f"user {args.user}: {strategy} (model version {loaded.version.id})")
-    for rank, (item, score) in enumerate(items, 1):
-        print(f"{rank:>3}. {item:<24} {score:.4f}")
+    for rank, item in enumerate(shown, 1):
+        kind = f"[{item['kind']}]" if item["kind"] else ""
+        name = " ".join(part for part in (kind, item["title"]) if part)
+        print(f"{rank:>3}. {item['item_id']:<24} {item['score']:.4f}  {name}".rstrip())
     return 0
 
 

@@ -4,8 +4,9 @@ Starts the recommender, the generator and the dashboard as child processes (logs
 ``<run dir>/demo``), replays MovieLens-100k as live interactions at a steady rate, asks the
 generator for a few pieces of each kind, and prints as results arrive: generated pieces,
 recommendations for a few users as models are trained, and one generated article being
-recommended once readers like it (the closed loop). Runs until Ctrl-C or ``--duration``,
-then stops every service cleanly.
+recommended by its content before anyone read it (the closed loop: the generator publishes
+it on ``catalog``, the recommender maps its text to factors). Runs until Ctrl-C or
+``--duration``, then stops every service cleanly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ..config import Settings
 from ..data import movielens
-from ..events import EventCodec, InteractionEvent
+from ..events import EventCodec
 from ..events.models import ContentRequestEvent
 from ..kafka.admin import ensure_from_settings
 from ..kafka.client import client_options
@@ -43,6 +44,8 @@ RECOMMENDER_ENV = {
     "MARQUEE_RECOMMENDER_RETRAIN_AFTER_EVENTS": "25000",
     "MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "2",
 }
+#: How long the ratings wait for the recommender to embed the catalog (see wait_for_content).
+CONTENT_WAIT_SECONDS = 180
 REQUESTS = [
     ("news", "The city opens a new public library with a rooftop garden and a maker space."),
     ("news", "A local bakery wins the national bread championship for its sourdough."),
@@ -52,13 +55,13 @@ REQUESTS = [
 ]
 
 
-def cast(first_model_events: int) -> tuple[list[str], list[str], str]:
-    """Users the demo follows, readers of the generated article, and a fan to offer it to:
-    all among the most active users of the ratings the first model is trained on, so each
-    has factors by the time they are needed (fold-in of a new item learns from them)."""
+def cast(first_model_events: int) -> tuple[list[str], str]:
+    """Users the demo follows, and a reader to offer the generated article to: among the
+    most active users of the ratings the first model is trained on, so each has factors
+    by the time they are needed (a mapped article is scored against them)."""
     counts = Counter(r.user_id for r in movielens.load_ratings()[:first_model_events])
-    regulars = [user for user, _ in counts.most_common(34)]
-    return regulars[:3], regulars[3:33], regulars[33]
+    regulars = [user for user, _ in counts.most_common(4)]
+    return regulars[:3], regulars[3]
 
 
 def register(commands) -> None:
@@ -103,9 +106,9 @@ class Demo:
         self.sent_requests: dict[str, tuple[str, str]] = {}
         self.model_version: int | None = None
         self.article: str | None = None  # item id of the first generated news piece
-        self.loop_state = "waiting"  # waiting -> liked -> shown
+        self.shown_article = False
         self.replay_result: tuple[int, int] | None = None
-        self.watched, self.readers, self.fan = cast(
+        self.watched, self.reader = cast(
             int(RECOMMENDER_ENV["MARQUEE_RECOMMENDER_RETRAIN_MIN_EVENTS"])
         )
 
@@ -119,12 +122,44 @@ class Demo:
                 progress=False,
                 live=True,
                 stop=self.stop,
-                on_catalog=lambda films, _: _say(f"catalog: {films:,} MovieLens-100k films"),
+                on_catalog=lambda films, _: self.wait_for_content(films),
             )
 
         thread = threading.Thread(target=work, name="replay", daemon=True)
         thread.start()
         return thread
+
+    def wait_for_content(self, films: int) -> None:
+        """Hold the ratings until the recommender has embedded the catalog's ``films``: the
+        first model learns its map from content to factors on the items that have both when
+        it loads, so one trained on a part-embedded catalog maps the generated article
+        poorly, or not at all."""
+        from sqlalchemy import text
+
+        from ..db import make_engine
+
+        _say(f"catalog: {films:,} MovieLens-100k films; the recommender embeds them first")
+        query = text("SELECT count(*), count(content) FROM items WHERE origin = 'catalog'")
+        engine = make_engine(self.settings)
+        deadline = time.monotonic() + CONTENT_WAIT_SECONDS
+        try:
+            while not self.stop.is_set():
+                with engine.connect() as conn:
+                    stored, embedded = conn.execute(query).one()
+                if embedded >= films:
+                    _say(f"recommender: {embedded:,} catalog items embedded; replaying ratings")
+                    return
+                # Stored without content: that recommender has no encoder to wait for.
+                if (stored >= films and not embedded) or time.monotonic() > deadline:
+                    _say(
+                        f"recommender: only {embedded:,} of {films:,} films embedded (no content"
+                        " encoder? `make setup` builds it); the generated article may go"
+                        " unrecommended"
+                    )
+                    return
+                time.sleep(1)
+        finally:
+            engine.dispose()
 
     def start_reply_reader(self) -> threading.Thread:
         topic = full_name("content-generated", self.settings.topic_prefix)
@@ -211,32 +246,23 @@ class Demo:
             _say(f"error: {reply.error}")
 
     def closed_loop(self) -> None:
-        """Readers like the first generated article; then it is recommended to a fan."""
-        if self.article is None or self.model_version is None:
+        """The first generated article, in a reader's news as soon as the recommender has
+        it: the generator published it on `catalog`, the recommender mapped its text to
+        factors. Nobody has interacted with it (the demo publishes no interaction for it)."""
+        if self.article is None or self.model_version is None or self.shown_article:
             return
-        if self.loop_state == "waiting":
-            with Publisher(self.settings) as pub:
-                for user in self.readers:
-                    pub.publish(
-                        InteractionEvent.create(
-                            {"user_id": user, "item_id": self.article, "action": "like"}
-                        )
-                    )
-            self.loop_state = "liked"
-            _step(
-                f"closed loop: {len(self.readers)} readers liked the generated article {self.article}"
-            )
-        elif self.loop_state == "liked":
-            # The generator published the piece on `catalog`; the recommender stored it with
-            # kind 'news' (and its title), whichever arrived first, it or the likes.
-            body = self.recommender(f"/users/{self.fan}/recommendations?k=3&kind=news")
-            if body and any(i["item_id"] == self.article for i in body["items"]):
-                self.loop_state = "shown"
-                score = next(i["score"] for i in body["items"] if i["item_id"] == self.article)
-                _step(
-                    f"closed loop: user {self.fan} is now recommended the generated article"
-                    f" {self.article} (score {score:.3f}), before any retrain"
-                )
+        body = self.recommender(f"/users/{self.reader}/recommendations?k=3&kind=news")
+        mine = next(
+            (i for i in (body or {}).get("items", []) if i["item_id"] == self.article), None
+        )
+        if mine is None:
+            return
+        self.shown_article = True
+        _step(
+            f"closed loop: user {self.reader} is recommended the generated article"
+            f' "{mine.get("title") or self.article}" ({self.article}, score {mine["score"]:.3f})'
+            " by its content, before anyone read it"
+        )
 
     def tick(self) -> None:
         self.sup.check()

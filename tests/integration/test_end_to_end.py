@@ -1,10 +1,11 @@
 """The whole system, as `make demo` runs it: interactions in -> recommendations out, content
-requests in -> exactly one reply each, a generated article recommended after readers like it,
-and all of it visible through the dashboard's API while it runs."""
+requests in -> exactly one reply each, a generated article recommended by its content before
+anyone read it, and all of it visible through the dashboard's API while it runs."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from contextlib import ExitStack
 import pytest
 
 from shared.events import EventCodec
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import read_all, record_count
 from tests.integration.stack_helpers import cli_env
 from tests.integration.worker_helpers import free_port, get
 
@@ -96,7 +97,13 @@ def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
 
     assert "model version 1 active" in output, output[-4000:]
     assert output.count("==> generator:") == 5 and ", ok" in output, output[-4000:]
-    assert "is now recommended the generated article" in output, output[-4000:]
+    loop = re.search(
+        r'is recommended the generated article "(.+)" \((gen-\S+), score \S+\) by its'
+        r" content, before anyone read it",
+        output,
+    )
+    assert loop, output[-4000:]
+    title, article = loop.groups()
     assert "stopping the services" in output
 
     # Exactly one reply per content request (the demo's 5: one per kind, news twice).
@@ -107,3 +114,11 @@ def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
     per_request = Counter(r.request_id for r in replies)
     assert len(per_request) == 5 and set(per_request.values()) == {1}, per_request
     assert all(r.status == "ok" for r in replies)
+    news = {r.item_id for r in replies if r.kind == "news"}
+    assert article in news and title != article  # shown by its name
+
+    # Nobody interacted with it: of every interaction the demo published, none names it.
+    published = record_count(topics, "interactions")
+    interactions = read_all(topics, "interactions", published, timeout_s=30)
+    assert len(interactions) == published > 0
+    assert not [r for r in interactions if json.loads(r.value)["data"]["item_id"] == article]

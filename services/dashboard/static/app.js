@@ -291,6 +291,9 @@ async function poll() {
   }
 }
 
+// An item by its catalog title, its id beside it; the id alone when the catalog has no title.
+const named = (item) => (item.title ? `${item.title} (${item.item_id})` : item.item_id);
+
 async function explore(event) {
   event.preventDefault();
   const user = $("explorer-user").value.trim();
@@ -304,13 +307,13 @@ async function explore(event) {
     const history = body.history;
     $("explorer-history-total").textContent = history.error ? history.error : `(${fmt(history.total)} interactions)`;
     fill($("explorer-history").tBodies[0], (history.events || []).map((e) => el("tr", {},
-      el("td", {}, when(e.occurred_at)), el("td", {}, e.title ? `${e.title} (${e.item_id})` : e.item_id),
+      el("td", {}, when(e.occurred_at)), el("td", {}, named(e)),
       el("td", {}, e.action), el("td", { class: "num" }, fmt(e.rating)))));
     const recs = body.recommendations;
     $("explorer-strategy").textContent = recs.error ? recs.error : `(${recs.strategy}, model v${recs.model_version ?? "–"})`;
     fill($("explorer-recs").tBodies[0], (recs.items || []).map((item, i) => el("tr", { "data-item": item.item_id },
-      el("td", { class: "num" }, i + 1), el("td", {}, item.title ? `${item.title} (${item.item_id})` : item.item_id),
-      el("td", { class: "num" }, Number(item.score).toFixed(4)))));
+      el("td", { class: "num" }, i + 1), el("td", {}, named(item)),
+      el("td", {}, item.kind || "–"), el("td", { class: "num" }, Number(item.score).toFixed(4)))));
   } catch (err) {
     $("explorer-status").textContent = `failed: ${err.message}`;
   }

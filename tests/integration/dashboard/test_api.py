@@ -19,13 +19,14 @@ from sqlalchemy import text
 
 from shared.cli.replay import Pacer
 from shared.config import Settings
+from shared.data.movielens import load_films, to_item_event
 from shared.events import InteractionEvent
 from shared.events.deadletter import dead_letter
 from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 from shared.topics import full_name
 from tests.integration.stack_helpers import marquee, seed_movielens
-from tests.integration.worker_helpers import get, service_worker
+from tests.integration.worker_helpers import eventually, get, service_worker
 
 SERVE = [sys.executable, "-m", "shared.cli.main", "serve", "dashboard"]
 #: Sample every second and judge lag over 5 samples, so a test sees statuses in seconds.
@@ -300,15 +301,26 @@ def test_explorer_shows_history_and_the_recommenders_answer(topics, engine, tmp_
     seed_movielens(engine, 30_000)
     trained = marquee(topics, "train")
     assert trained.returncode == 0, trained.stdout + trained.stderr
+    with Publisher(topics) as pub:  # the films' names, for the recommender to serve
+        for film in load_films():
+            pub.publish(to_item_event(film))
     recommender = [sys.executable, "-m", "shared.cli.main", "serve", "recommender"]
     (tmp_path / "rec").mkdir()
     (tmp_path / "dash").mkdir()
-    with service_worker(topics, tmp_path / "rec", recommender) as (_, rec_port):
+    # No content encoder: the names are what this test needs, not content factors.
+    no_encoder = {"MARQUEE_RECOMMENDER_CONTENT_MODEL_DIR": str(tmp_path / "none")}
+    with service_worker(topics, tmp_path / "rec", recommender, **no_encoder) as (_, rec_port):
         url = f"http://127.0.0.1:{rec_port}"
         with service_worker(
             topics, tmp_path / "dash", SERVE, MARQUEE_DASHBOARD_RECOMMENDER_URL=url, **FAST
         ) as (_, port):
-            body = state(port, "/api/users/1?k=5")
+
+            def named() -> dict | None:
+                body = state(port, "/api/users/1?k=5")
+                return body if all(i["title"] for i in body["recommendations"]["items"]) else None
+
+            body = eventually(named, timeout=60)
+            assert body, "the explorer never named the recommended films"
             _, served = get(rec_port, "/users/1/recommendations?k=5")
             served = json.loads(served)
 
@@ -318,9 +330,9 @@ def test_explorer_shows_history_and_the_recommenders_answer(topics, engine, tmp_
             assert newest == sorted(newest, reverse=True)
             recs = body["recommendations"]
             assert recs["strategy"] == "als" == served["strategy"]
-            assert [(i["item_id"], i["score"]) for i in recs["items"]] == [
-                (i["item_id"], i["score"]) for i in served["items"]
-            ]
+            # The recommender's own answer, each item named as it names it.
+            assert recs["items"] == served["items"]
+            assert all(i["kind"] == "film" and i["title"] for i in recs["items"])
 
             assert get(port, "/api/users/%00bad")[0] == 400
 

@@ -89,9 +89,9 @@ def test_every_request_gets_exactly_one_reply(generator):
     assert len(letters) == 1 and "type" in EventCodec().decode(letters[0].value).data.error
 
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT count(*) FROM generated_content")).scalar_one()
+        stored = dict(conn.execute(text("SELECT request_id, item_id FROM generated_content")).all())
         in_items = conn.execute(text("SELECT count(*) FROM items")).scalar_one()
-    assert stored == len(kinds)
+    assert len(stored) == len(kinds)
     assert in_items == 0  # the catalog is the topic's: the generator writes no item rows
 
     # Each complete piece is an item on `catalog`, keyed by its id; assistant answers are
@@ -107,6 +107,9 @@ def test_every_request_gets_exactly_one_reply(generator):
         assert 0 < len(item.title) <= 120 and len(item.summary) <= 300
         assert item.published_at == reply.time
     assert by_request["req-3"].data.item_id is None  # the assistant's
+    # Each row links its piece to the catalog by the id published there.
+    assert {r: i for r, i in stored.items() if i} == {k.removeprefix("gen-"): k for k in items}
+    assert stored["req-3"] is None
 
     # Asked again (a replay, a retrying client): the stored reply, identical, not a new one,
     # and the same item again (an upsert of the same id).

@@ -1,6 +1,7 @@
-"""The catalog against the real broker and Postgres: names in answers, new items
-recommendable by their content before anyone reads them, hidden items gone at once,
-bad items in catalog.dlq, a per-tag cap on request and old news ranked below fresh."""
+"""The catalog against the real broker and Postgres: names in answers (and in `marquee
+recommend`), new items recommendable by their content before anyone reads them, hidden
+items gone at once, bad items in catalog.dlq, a per-tag cap on request and old news ranked
+below fresh."""
 
 from __future__ import annotations
 
@@ -71,6 +72,12 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
     for shown in body["items"]:  # names instead of ids
         film = films[shown["item_id"]]
         assert shown["title"].startswith(film.title) and shown["kind"] == "film"
+    # `marquee recommend` names them as the API does.
+    cli = marquee(topics, "recommend", "1", "-k", "10")
+    assert cli.returncode == 0, cli.stderr
+    for shown, line in zip(body["items"], cli.stdout.splitlines()[1:], strict=True):
+        assert line.split()[1] == shown["item_id"], cli.stdout
+        assert line.endswith(f"  [film] {shown['title']}"), cli.stdout
 
     # A cap of one film per genre (the films' tags) on request; the uncapped list repeats one.
     def most_per_genre(found: dict) -> int:

@@ -33,9 +33,6 @@ class FakePostgres:
             ],
         }
 
-    def items(self, item_ids: list[str]) -> dict:
-        return {"181": {"title": "Return of the Jedi (1983)", "kind": "item", "origin": "external"}}
-
 
 class FakeRecommender:
     def __init__(self) -> None:
@@ -44,7 +41,10 @@ class FakeRecommender:
     async def recommendations(self, user_id: str, k: int) -> dict:
         if self.down:
             raise RecommenderUnavailable("cannot reach the recommender at http://127.0.0.1:1")
-        items = [{"item_id": "181", "score": 0.9}, {"item_id": "7", "score": 0.5}][:k]
+        items = [
+            {"item_id": "181", "score": 0.9, "title": "Return of the Jedi (1983)", "kind": "film"},
+            {"item_id": "7", "score": 0.5, "title": None, "kind": "item"},
+        ][:k]
         return {"user_id": user_id, "items": items, "strategy": "als", "model_version": 3}
 
 
@@ -142,10 +142,9 @@ def test_explorer_merges_history_and_served_recommendations(tmp_path):
                 "item_id": "181",
                 "score": 0.9,
                 "title": "Return of the Jedi (1983)",
-                "kind": "item",
-                "origin": "external",
+                "kind": "film",
             }
-            assert recs["items"][1] == {"item_id": "7", "score": 0.5}
+            assert recs["items"][1] == {"item_id": "7", "score": 0.5, "title": None, "kind": "item"}
 
             recommender.down = True
             body = await (await client.get("/api/users/42")).json()
