@@ -85,13 +85,14 @@ def run_recommend(args, _: Settings) -> int:
     settings, store = _store(args)
     try:
         interactions = InteractionStore(store.engine)
-        # With the catalog, as a worker loads it: names, and new items mapped from content.
+        # With the catalog, as a worker loads it: names, new items mapped from content, recency.
         loaded = load_active(
             interactions,
             store,
             settings.half_life_seconds(),
             PostgresCatalog(store.engine),
             settings.max_age_seconds(),
+            settings.shaping(),
         )
         if loaded is None:
             raise ConfigurationError("no active model yet: run `marquee train`")
