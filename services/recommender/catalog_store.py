@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from .content import ItemInfo
-from .persistence import CatalogEntry, CatalogRow
+from .persistence import CatalogEntry, CatalogRow, PendingContent
 
 _UPSERT = text(
     """
@@ -32,6 +32,12 @@ _UPSERT = text(
         content_model = coalesce(excluded.content_model, i.content_model),
         origin = 'catalog', updated_at = excluded.updated_at
     """
+)
+
+
+_STORE_CONTENT = text(
+    "UPDATE items SET content = :content, content_model = :model, updated_at = clock_timestamp()"
+    " WHERE item_id = :item_id AND origin = 'catalog' AND updated_at = :updated_at"
 )
 
 
@@ -79,3 +85,45 @@ class PostgresCatalog:
                 for item_id, title, kind, tags, published, expires, hidden, content in rows
             ]
         return found, read_at
+
+    def size(self) -> int:
+        """How many items the catalog holds."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                text("SELECT count(*) FROM items WHERE origin = 'catalog'")
+            ).scalar_one()
+
+    def missing_content(self, model: str) -> list[PendingContent]:
+        """Catalog items without a content vector or with one from another encoder."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT item_id, title, tags, summary, updated_at FROM items"
+                    " WHERE origin = 'catalog'"
+                    " AND (content IS NULL OR content_model IS DISTINCT FROM :model)"
+                    " ORDER BY item_id"
+                ),
+                {"model": model},
+            )
+            return [
+                PendingContent(item_id, title or "", tuple(tags or ()), summary or "", updated)
+                for item_id, title, tags, summary, updated in rows
+            ]
+
+    def store_content(self, vectors: list[tuple[PendingContent, np.ndarray]], model: str) -> int:
+        """Store the vectors in one transaction; an item changed since it was read keeps
+        what the change brought (its ``updated_at`` no longer matches). The new
+        ``updated_at`` lets every worker adopt the vectors with the next catalog changes."""
+        stored = 0
+        with self.engine.begin() as conn:
+            for pending, vector in sorted(vectors, key=lambda pair: pair[0].item_id):
+                stored += conn.execute(
+                    _STORE_CONTENT,
+                    {
+                        "item_id": pending.item_id,
+                        "updated_at": pending.updated_at,
+                        "content": np.asarray(vector, dtype=np.float32).tolist(),
+                        "model": model,
+                    },
+                ).rowcount
+        return stored

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 from shared.cli.argtypes import positive_int
@@ -14,7 +15,9 @@ from .settings import RecommenderSettings
 
 def register(commands) -> None:
     train = commands.add_parser(
-        "train", help="retrain ALS on the stored interactions; activate it if it passes the gate"
+        "train",
+        help="embed the catalog's new items, retrain ALS on the stored interactions; "
+        "activate it if it passes the gate",
     )
     train.add_argument(
         "--evaluate-only",
@@ -50,6 +53,8 @@ def run_train(args, _: Settings) -> int:
 
     settings, store = _store(args)
     try:
+        # Stored before the fit: workers learn the new version's content map from them.
+        embedded = None if args.evaluate_only else _embed_catalog(settings, store, args.json)
         outcome = retrain(
             store,
             settings.als_params(),
@@ -60,7 +65,8 @@ def run_train(args, _: Settings) -> int:
     finally:
         store.engine.dispose()
     if args.json:
-        print(json.dumps(outcome.__dict__, indent=2, default=str))
+        shown = outcome.__dict__ | {"catalog_embedded": embedded}
+        print(json.dumps(shown, indent=2, default=str))
         return 0 if outcome.passed or args.evaluate_only else 1
     holdout = outcome.metrics["holdout"]
     for model in ("served", "popularity", "als"):
@@ -73,6 +79,43 @@ def run_train(args, _: Settings) -> int:
             f"model version {outcome.version}: {outcome.status} (fit {outcome.fit_seconds:.1f} s)"
         )
     return 0 if outcome.passed or args.evaluate_only else 1
+
+
+def _embed_catalog(settings: RecommenderSettings, store, quiet: bool) -> int:
+    """Give every catalog item the current encoder's content vector (see
+    :func:`.training.embed_catalog`), with a progress bar; returns how many were embedded."""
+    from tqdm import tqdm
+
+    from .catalog_store import PostgresCatalog
+    from .embedding.convert import EmbeddingModelMissing
+    from .embedding.encoder import Encoder
+    from .training import embed_catalog
+
+    catalog = PostgresCatalog(store.engine)
+    size = catalog.size()
+    if not size:
+        return 0
+    try:
+        encoder = Encoder(settings.content_model_dir())
+    except EmbeddingModelMissing:
+        raise EmbeddingModelMissing(
+            f"the catalog ({size:,} items) needs the content encoder before training, and "
+            f"there is none in {settings.content_model_dir()}: run `marquee encoder build`"
+        ) from None
+    started = time.monotonic()
+    with tqdm(unit="item", desc="embedding the catalog", disable=quiet, leave=False) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        embedded = embed_catalog(catalog, encoder.encode, encoder.name, progress=progress)
+    if not quiet:
+        print(
+            f"catalog: {embedded:,} of {size:,} items embedded with {encoder.name} "
+            f"({time.monotonic() - started:.1f} s); the others were current"
+        )
+    return embedded
 
 
 def run_recommend(args, _: Settings) -> int:

@@ -73,6 +73,18 @@ class CatalogEntry:
     content: np.ndarray | None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingContent:
+    """A catalog item whose content vector is missing or from another encoder: the text it
+    is embedded from, and when its row last changed (an item changed since is left alone)."""
+
+    item_id: str
+    title: str
+    tags: tuple[str, ...]
+    summary: str
+    updated_at: datetime
+
+
 @dataclass(frozen=True)
 class Confidences:
     """Every user x item confidence, column by column: ``users``/``items`` are positions
@@ -182,6 +194,15 @@ class CatalogStore(Protocol):
 
     def entries(self, since: datetime | None = None) -> tuple[list[CatalogEntry], datetime]:
         """Items changed at or after ``since`` (all without), and the read's start."""
+        ...
+
+    def missing_content(self, model: str) -> list[PendingContent]:
+        """Items without a content vector, or with one from an encoder other than ``model``."""
+        ...
+
+    def store_content(self, vectors: list[tuple[PendingContent, np.ndarray]], model: str) -> int:
+        """Store each item's vector as ``model``'s, unless the item changed since it was
+        read (the worker that stored the change embedded it); returns how many were stored."""
         ...
 
 

@@ -3,6 +3,11 @@
 Every retrain is judged on a held-out split (each user's last 20% of events) against a
 popularity baseline computed in the same run; only a model that passes the gate becomes
 active. The factors then written are fitted on all events, so nothing is left unused.
+
+Before it, ``marquee train`` gives every catalog item the current encoder's content vector
+(:func:`embed_catalog`): workers learn a version's content map when they load it, from the
+items that have both, so an item stored while a worker had no encoder, or embedded by an
+older one, counts from this version on.
 """
 
 from __future__ import annotations
@@ -12,15 +17,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from shared.errors import ConfigurationError
 
+from .content import content_text
 from .evaluation import evaluate_split, split_per_user_temporal
 from .model import AlsParams, blas_single_thread, fit_recommender
 from .model_store import ModelStore
+from .persistence import CatalogStore
 
 log = logging.getLogger(__name__)
 
 METRICS = ("precision@10", "ndcg@10")
+#: Items per encoder call and per transaction in :func:`embed_catalog` (the encoder's own
+#: batch: larger ones pad more and gain nothing on 2 cores).
+EMBED_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -94,3 +106,29 @@ def retrain(
             log.warning("model version %s rejected by the quality gate: %s", version, models)
         store.prune(keep)
         return Outcome("active" if passed else "rejected", version, metrics, passed, fit_seconds)
+
+
+def embed_catalog(
+    catalog: CatalogStore,
+    encode: Callable[[list[str]], np.ndarray],
+    model: str,
+    *,
+    batch_size: int = EMBED_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Embed, with ``encode`` (texts -> unit vectors, the encoder named ``model``), every
+    catalog item whose content vector is missing or from another encoder, ``batch_size``
+    at a time, each batch stored before the next is encoded; items already embedded by
+    ``model`` are left as they are. ``progress(done, total)`` after each batch. Returns
+    how many vectors were stored (an item changed meanwhile keeps the change's)."""
+    pending = catalog.missing_content(model)
+    stored = 0
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        vectors = encode([content_text(p.title, p.tags, p.summary) for p in batch])
+        stored += catalog.store_content(list(zip(batch, vectors, strict=True)), model)
+        if progress is not None:
+            progress(start + len(batch), len(pending))
+    if pending:
+        log.info("embedded %s of %s catalog items with %s", stored, len(pending), model)
+    return stored

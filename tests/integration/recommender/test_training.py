@@ -1,4 +1,5 @@
-"""Retraining against real Postgres: gate, atomic activation, retention, factors via COPY."""
+"""Retraining against real Postgres: gate, atomic activation, retention, factors via COPY,
+and the catalog's content embedded before the fit."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import pytest
 from sqlalchemy import text
 
 from services.recommender import freshness
+from services.recommender.catalog_store import PostgresCatalog
+from services.recommender.embedding.convert import NAME as ENCODER
 from services.recommender.model_store import ModelStore
+from services.recommender.persistence import CatalogRow
 from services.recommender.serving import load_active
 from services.recommender.store import InteractionRow, InteractionStore
+from shared.data.movielens import load_films, to_item_event
 from tests.integration.stack_helpers import marquee, seed_movielens
 
 
@@ -260,3 +265,61 @@ def test_a_cancelled_trainer_process_leaves_no_child_and_frees_the_lock(settings
     with store.training_lock():  # free for the next trainer
         pass
     assert store.versions() == []  # nothing half-stored
+
+
+def _stored_film(film, content=None, model=None) -> CatalogRow:
+    """A film as a worker stores it (``content`` None: a worker without the encoder)."""
+    item = to_item_event(film).data
+    return CatalogRow(
+        item_id=item.item_id, kind=item.kind, title=item.title, summary=item.summary,
+        body=item.body, tags=tuple(item.tags), language=None, url=None,
+        published_at=item.published_at, expires_at=None, hidden=False,
+        content=content, content_model=model,
+    )  # fmt: skip
+
+
+def _content(engine) -> dict[str, tuple[list[float] | None, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT item_id, content, content_model FROM items"))
+        return {item: (content, model) for item, content, model in rows}
+
+
+def test_train_embeds_the_catalog_items_without_the_current_encoders_content(settings, seeded):
+    films = load_films()[:300]
+    kept = np.zeros(384, dtype=np.float32)
+    kept[0] = 1.0  # no text embeds to this: it shows whether an item was embedded again
+    PostgresCatalog(seeded).write(
+        [_stored_film(f) for f in films[:-2]]
+        + [_stored_film(films[-2], kept, ENCODER), _stored_film(films[-1], kept, "older-encoder")]
+    )
+    trained = marquee(settings, "train", "--json")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert json.loads(trained.stdout)["catalog_embedded"] == 299
+    stored = _content(seeded)
+    assert all(stored[f.item_id][1] == ENCODER for f in films)
+    assert all(len(stored[f.item_id][0]) == 384 for f in films)
+    assert stored[films[-2].item_id][0] == kept.tolist()  # the same encoder's: left alone
+    assert stored[films[-1].item_id][0] != kept.tolist()  # another encoder's: replaced
+
+    # The new version's content map is learnt from them as a worker loads it.
+    catalog = PostgresCatalog(seeded)
+    loaded = load_active(InteractionStore(seeded), ModelStore(seeded), 30 * 86_400, catalog)
+    assert loaded.version.id == 1 and loaded.content_map is not None
+
+    # Everything is current now: the next retrain embeds nothing.
+    again = marquee(settings, "train")
+    assert again.returncode == 0, again.stderr
+    assert f"catalog: 0 of 300 items embedded with {ENCODER}" in again.stdout
+    assert _content(seeded) == stored
+
+
+def test_train_without_the_encoder_says_how_to_build_it(settings, seeded, tmp_path):
+    PostgresCatalog(seeded).write([_stored_film(load_films()[0])])
+    missing = {"MARQUEE_RECOMMENDER_CONTENT_MODEL_DIR": str(tmp_path / "none")}
+    result = marquee(settings, "train", **missing)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "marquee: error: the catalog (1 items) needs the content encoder before training, "
+        f"and there is none in {tmp_path / 'none'}: run `marquee encoder build`"
+    )
+    assert models(settings) == []

@@ -8,17 +8,20 @@ fold-ins), so freshness, serving and the worker run here exactly as they do on P
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from services.recommender.model import AlsParams, fit_recommender
 from services.recommender.persistence import (
+    CatalogEntry,
+    CatalogRow,
     Confidences,
     FactorUpdate,
     InteractionRow,
     Pair,
+    PendingContent,
     Version,
 )
 
@@ -113,6 +116,60 @@ class MemoryHistories:
     def popular_within(self, window_seconds: float, k: int, kind: str | None = None):
         scored = [(i, s) for i, s in self.popularity(0) if kind is None or self.kinds[i] == kind]
         return sorted(scored, key=lambda p: (-p[1], p[0]))[:k]
+
+
+class MemoryCatalog:
+    """:class:`~services.recommender.persistence.CatalogStore` in memory."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.rows: dict[str, tuple[CatalogRow, datetime]] = {}
+        #: How many full reads (``entries()`` without ``since``) were made.
+        self.full_reads = 0
+
+    def write(self, rows: list[CatalogRow]) -> None:
+        for r in rows:
+            old = self.rows.get(r.item_id)
+            if r.content is None and old is not None:  # the upsert keeps a stored vector
+                r = replace(r, content=old[0].content, content_model=old[0].content_model)
+            self.rows[r.item_id] = (r, self.clock.now())
+
+    def entries(self, since: datetime | None = None) -> tuple[list[CatalogEntry], datetime]:
+        read_at = self.clock.now()
+        self.full_reads += since is None
+        found = [r.entry() for r, at in self.rows.values() if since is None or at >= since]
+        return sorted(found, key=lambda e: e.item_id), read_at
+
+    def missing_content(self, model: str) -> list[PendingContent]:
+        return [
+            PendingContent(r.item_id, r.title, r.tags, r.summary, at)
+            for r, at in sorted(self.rows.values(), key=lambda pair: pair[0].item_id)
+            if r.content is None or r.content_model != model
+        ]
+
+    def store_content(self, vectors, model: str) -> int:
+        stored = 0
+        for pending, vector in vectors:
+            r, at = self.rows[pending.item_id]
+            if at == pending.updated_at:
+                self.rows[r.item_id] = (
+                    replace(r, content=vector, content_model=model),
+                    self.clock.now(),
+                )
+                stored += 1
+        return stored
+
+
+def item_row(
+    item_id: str, title: str, content=None, *, model: str | None = None, **extra
+) -> CatalogRow:
+    """A catalog row as the worker stores it (``content`` None: stored without an encoder)."""
+    fields = dict(
+        item_id=item_id, kind="article", title=title, summary="", body="", tags=(),
+        language=None, url=None, published_at=START, expires_at=None, hidden=False,
+        content=content, content_model=model if content is not None else None,
+    )  # fmt: skip
+    return CatalogRow(**fields | extra)
 
 
 class MemoryModels:
