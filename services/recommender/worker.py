@@ -39,6 +39,7 @@ from .content import content_text
 from .metrics import RecommenderMetrics
 from .model_store import TrainingBusy
 from .persistence import (
+    CatalogEntry,
     CatalogRow,
     CatalogStore,
     FactorStore,
@@ -46,7 +47,14 @@ from .persistence import (
     InteractionRow,
 )
 from .schedule import due_now
-from .serving import Loaded, adopt_catalog, described, load_active, recommend_async
+from .serving import (
+    Loaded,
+    adopt_catalog,
+    described,
+    fit_content_map,
+    load_active,
+    recommend_async,
+)
 from .settings import RecommenderSettings
 from .trainer import ProcessTrainer
 from .training import Outcome
@@ -320,9 +328,8 @@ class RecommenderWorker(mode.Service):
         loaded = self.loaded
         mapped = []
         if loaded is not None:
-            mapped = adopt_catalog(
-                loaded.recommender, loaded.content_map, [row.entry() for row in rows]
-            )
+            entries = await self._learn_content_map(loaded, [row.entry() for row in rows])
+            mapped = adopt_catalog(loaded.recommender, loaded.content_map, entries)
         log.info(
             "stored %s catalog items from %s records; %s given factors from their content",
             len(rows),
@@ -350,8 +357,33 @@ class RecommenderWorker(mode.Service):
         except Exception as exc:  # noqa: BLE001 - retried on the next tick
             log.warning("reading catalog changes failed: %s", exc)
             return
+        entries = await self._learn_content_map(loaded, entries)
         adopt_catalog(loaded.recommender, loaded.content_map, entries)
         loaded.catalog_from = read_at
+
+    async def _learn_content_map(
+        self, loaded: Loaded, arrived: list[CatalogEntry]
+    ) -> list[CatalogEntry]:
+        """A version loaded before the catalog had content has no content map, and would
+        map no new item until the next version: learn it as soon as content arrives for
+        items the version has factors for, from those factors and every stored item with
+        content (what loading does). Returns the entries to adopt: the whole catalog once
+        a map is learnt (items stored earlier get mapped factors too), else ``arrived``."""
+        rec = loaded.recommender
+        if loaded.content_map is not None or self.catalog is None:
+            return arrived
+        if not any(
+            e.content is not None and rec.factors_of("item", e.item_id) is not None for e in arrived
+        ):
+            return arrived  # nothing the map could learn from
+        entries, _ = await asyncio.to_thread(self.catalog.entries)
+        # Fitted on the loop, where fold-ins change the factors it reads (~10 ms).
+        mapping = fit_content_map(rec, entries)
+        if mapping is None:
+            return arrived
+        loaded.content_map = mapping
+        log.info("version %s: content map learnt from the catalog", loaded.version.id)
+        return entries
 
     # The version served.
 

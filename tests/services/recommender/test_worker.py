@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from services.recommender.metrics import RecommenderMetrics
@@ -16,7 +19,13 @@ from services.recommender.settings import RecommenderSettings
 from services.recommender.training import Outcome
 from services.recommender.worker import RecommenderWorker
 from shared.errors import InvalidEvent, TransientError
-from shared.events import EventCodec, HeartbeatEvent, InteractionEvent, RecommendationRequestEvent
+from shared.events import (
+    EventCodec,
+    HeartbeatEvent,
+    InteractionEvent,
+    ItemEvent,
+    RecommendationRequestEvent,
+)
 from shared.metrics import Metrics
 from tests.services.recommender import fakes
 from tests.services.recommender.fakes import empty, row, seeded, taste_clicks
@@ -36,7 +45,9 @@ class Message:
 class Harness:
     """A worker on in-memory stores, with what it published and dead-lettered."""
 
-    def __init__(self, interactions, models, *, train=None, **settings) -> None:
+    def __init__(
+        self, interactions, models, *, train=None, catalog=None, encode=None, **settings
+    ) -> None:
         self.published: list = []
         self.letters: list[tuple[Message, str, BaseException]] = []
         self.letters_before_write: list[int] = []
@@ -49,6 +60,9 @@ class Harness:
             dead_letter=self._dead_letter,
             metrics=RecommenderMetrics.create(Metrics(self.registry)),
             train=in_thread(train or _never_trains),
+            catalog=catalog,
+            encode=encode,
+            content_model="fake-encoder" if encode else None,
         )
         self.interactions, self.models = interactions, models
 
@@ -419,3 +433,100 @@ def test_an_invalid_request_is_dead_lettered_and_gets_no_reply():
     assert harness.published == []
     ((record, topic, error),) = harness.letters
     assert topic == "recommendation-requests" and "JSON" in str(error)
+
+
+# The catalog.
+
+#: Two tastes over 24 items (the content map needs 20 with factors): users a* read items
+#: x*, users b* read items y*; x items are about "alpha", y items about "beta".
+LIBRARY = {"a": "x", "b": "y"}
+
+
+def library_reads() -> list:
+    return [
+        fakes.row(f"{user}{u}", f"{item}{i}")
+        for user, item in LIBRARY.items()
+        for u in range(8)
+        for i in range(12)
+        if (u + i) % 3
+    ]
+
+
+def fake_encode(texts: list[str]) -> np.ndarray:
+    """ "alpha" texts point one way, "beta" ones another, each a little apart."""
+    out = []
+    for text in texts:
+        rng = np.random.default_rng(zlib.crc32(text.encode()))
+        v = rng.normal(scale=0.1, size=8)
+        v[0 if "alpha" in text else 1] += 1.0
+        out.append(v / np.linalg.norm(v))
+    return np.array(out, dtype=np.float32)
+
+
+def catalog_item(item_id: str, title: str, n: int = 0) -> Message:
+    topic = "x" if "alpha" in title else "y"
+    event = ItemEvent.create(
+        {
+            "item_id": item_id,
+            "kind": "article",
+            "title": title,
+            "tags": [topic],
+            "published_at": datetime.now(UTC),
+        },
+        source="urn:test:newsroom",
+    )
+    return Message(encoded(event), topic="catalog", offset=n)
+
+
+def library() -> list[Message]:
+    words = {"x": "alpha", "y": "beta"}
+    return [
+        catalog_item(f"{item}{i}", f"{words[item]} story {i}", n)
+        for n, (item, i) in enumerate((item, i) for item in "xy" for i in range(12))
+    ]
+
+
+def catalog_harness() -> tuple[Harness, fakes.MemoryCatalog]:
+    """A worker with an encoder serving a version trained on the library's reads, loaded
+    while the catalog was still empty."""
+    interactions, models = empty()
+    interactions.write(library_reads())
+    models.add(fakes.train(interactions))
+    catalog = fakes.MemoryCatalog(interactions.clock)
+    harness = Harness(interactions, models, catalog=catalog, encode=fake_encode)
+    asyncio.run(harness.worker.reload())
+    return harness, catalog
+
+
+def test_a_version_loaded_before_any_content_learns_its_map_when_content_arrives():
+    harness, catalog = catalog_harness()
+    loaded = harness.worker.loaded
+    assert loaded.content_map is None  # nothing in the catalog when it loaded
+    reads = catalog.full_reads
+
+    # New items alone teach the map nothing (no factors to learn from): no catalog read.
+    asyncio.run(harness.worker.ingest_items([catalog_item("early-alpha", "alpha early")]))
+    assert loaded.content_map is None and catalog.full_reads == reads
+    assert loaded.recommender.factors_of("item", "early-alpha") is None
+
+    # The version's items arrive with content: the map is learnt from the stored catalog,
+    # and the new items (this batch's and the earlier one) get factors from their content.
+    batch = library() + [
+        catalog_item("new-alpha", "alpha breaking", 30),
+        catalog_item("new-beta", "beta breaking", 31),
+    ]
+    asyncio.run(harness.worker.ingest_items(batch))
+    assert harness.worker.loaded is loaded and loaded.content_map is not None
+    rec = loaded.recommender
+    assert {"early-alpha", "new-alpha", "new-beta"} <= {rec.items.external(i) for i in rec.mapped}
+    for user, mine, theirs in (("a0", "new-alpha", "new-beta"), ("b0", "new-beta", "new-alpha")):
+        ranked = [item for item, _ in rec.recommend(user, k=40)]
+        assert ranked.index(mine) < ranked.index(theirs), (user, ranked)
+    assert ranked.index("early-alpha") > ranked.index("new-beta")  # b0 does not read alpha
+
+    # Learnt once: a later batch maps with it, without reading the whole catalog again.
+    reads = catalog.full_reads
+    mapping = loaded.content_map
+    asyncio.run(harness.worker.ingest_items([catalog_item("later-alpha", "alpha later")]))
+    assert loaded.content_map is mapping and catalog.full_reads == reads
+    assert rec.factors_of("item", "later-alpha") is not None
