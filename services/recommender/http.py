@@ -2,7 +2,7 @@
 
 GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article&max_per_tag=2
 GET /items/{item_id}/similar?k=10
-GET /items/popular?k=10&window=24h&kind=article
+GET /items/popular?k=10&window=24h&kind=article&max_per_tag=2
 GET /models
 """
 
@@ -17,7 +17,7 @@ from shared.service import Service, params
 from shared.service.params import BadParameter
 
 from .model import UnknownItem
-from .serving import described, recommend_async
+from .serving import described, popular_within, recommend_async
 
 if TYPE_CHECKING:
     from .worker import RecommenderWorker
@@ -36,6 +36,10 @@ def _k(request: Request) -> int:
 
 def _kind(request: Request) -> str | None:
     return params.text(request.query, "kind", max_length=64)
+
+
+def _max_per_tag(request: Request, default: int) -> int:
+    return params.integer(request.query, "max_per_tag", default, low=0, high=MAX_K)
 
 
 def install_views(service: Service, worker: RecommenderWorker) -> None:
@@ -60,13 +64,7 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 params.identifier(user_id, "user id")
                 k, kind = _k(request), _kind(request)
                 exclude_seen = params.flag(request.query, "exclude_seen", True)
-                cap = params.integer(
-                    request.query,
-                    "max_per_tag",
-                    current.recommender.shaping.max_per_tag,
-                    low=0,
-                    high=MAX_K,
-                )
+                cap = _max_per_tag(request, current.recommender.shaping.max_per_tag)
             except BadParameter as exc:
                 return self.json({"error": str(exc)}, status=400)
             items, strategy = await recommend_async(
@@ -87,17 +85,21 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
             try:
                 k, kind = _k(request), _kind(request)
                 window = params.duration(request.query, "window", max_seconds=MAX_WINDOW_SECONDS)
+                cap = _max_per_tag(request, worker.settings.recommender_max_per_tag)
             except BadParameter as exc:
                 return self.json({"error": str(exc)}, status=400)
             if window is not None:  # counted in Postgres: needs no model
-                items = await asyncio.to_thread(worker.interactions.popular_within, window, k, kind)
                 served = worker.loaded.recommender if worker.loaded else None
+                items = await asyncio.to_thread(
+                    popular_within, worker.interactions, served, window, k, kind, cap
+                )
                 return self.json({"items": described(served, items), "window_seconds": window})
             current, error = loaded(self)
             if error:
                 return error
             rec = current.recommender
-            return self.json({"items": described(rec, rec.popular(k, kind=kind))})
+            items = rec.popular(k, kind=kind, max_per_tag=cap)
+            return self.json({"items": described(rec, items)})
 
     @service.route(f"/items/{ITEM}/similar")
     class Similar(View):

@@ -28,7 +28,7 @@ from .persistence import (
     Pair,
     Version,
 )
-from .recency import Shaping
+from .recency import Shaping, capped_top_k
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,30 @@ def answer(
     )
     personal = rec.has_factors(user_id) or rec.history_row(history or ()).nnz > 0
     return items, "als" if personal else "popularity"
+
+
+def popular_within(
+    histories: HistoryStore,
+    rec: Recommender | None,
+    window_seconds: float,
+    k: int,
+    kind: str | None,
+    max_per_tag: int,
+) -> list[Pair]:
+    """The k items read most in the window (``/items/popular?window=``), at most
+    ``max_per_tag`` of one tag by the tags the served version knows (``rec``; without
+    one, no item has tags to hold it back). Reads the store: call in a thread."""
+    if max_per_tag <= 0 or rec is None:
+        return histories.popular_within(window_seconds, k, kind)
+
+    def tags_of(pair: Pair) -> tuple[str, ...]:
+        info = rec.catalog.get(pair[0])
+        return info.tags if info else ()
+
+    def ranked(n: int) -> list[Pair]:
+        return histories.popular_within(window_seconds, n, kind)
+
+    return capped_top_k(ranked, k, tags_of, max_per_tag)
 
 
 def load_active(

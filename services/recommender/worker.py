@@ -500,6 +500,7 @@ class RecommenderWorker(mode.Service):
                 request.k,
                 request.exclude_seen,
                 request.kind,
+                max_per_tag=request.max_per_tag,
             )
             reply.update(
                 items=described(current.recommender, items),

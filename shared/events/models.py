@@ -162,6 +162,8 @@ class RecommendationRequest(Strict):
     k: int = Field(default=10, ge=1, le=200)
     exclude_seen: bool = True
     kind: str | None = Field(default=None, max_length=64)
+    #: The most items of one tag in the list (0: no cap); unset: the recommender's setting.
+    max_per_tag: int | None = Field(default=None, ge=0, le=200)
 
 
 class RecommendationRequestEvent(Envelope[RecommendationRequest]):

@@ -1,7 +1,7 @@
 """The catalog against the real broker and Postgres: names in answers (and in `marquee
 recommend`), new items recommendable by their content before anyone reads them, hidden
-items gone at once, bad items in catalog.dlq, a per-tag cap on request and old news ranked
-below fresh."""
+items gone at once, bad items in catalog.dlq, a per-tag cap on request (HTTP and Kafka) and
+old news ranked below fresh."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from sqlalchemy import text
 
 from shared.data.movielens import load_films, to_item_event
-from shared.events import EventCodec, ItemEvent
+from shared.events import EventCodec, ItemEvent, RecommendationRequestEvent
 from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 from tests.integration.kafka_helpers import read_all
@@ -88,6 +88,25 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
     assert most_per_genre(body) > 1 and capped["items"] and most_per_genre(capped) == 1
     status, error = get(port, "/users/1/recommendations?max_per_tag=-1")
     assert status == 400 and "max_per_tag must be a whole number from 0 to 200" in str(error)
+    # The same cap on /items/popular (from the model, or counted over a window) ...
+    for path in ("/items/popular?k=10", "/items/popular?k=10&window=366d"):
+        popular, one_each = answer(port, path), answer(port, f"{path}&max_per_tag=1")
+        assert most_per_genre(popular) > 1, path
+        assert len(one_each["items"]) == 10 and most_per_genre(one_each) == 1, path
+    status, error = get(port, "/items/popular?max_per_tag=201")
+    assert status == 400 and "max_per_tag must be a whole number from 0 to 200" in str(error)
+    # ... and on a request over Kafka.
+    with Publisher(topics) as pub:
+        for cap in (0, 1):
+            request = {"request_id": f"cap-{cap}", "user_id": "1", "k": 10, "max_per_tag": cap}
+            pub.publish_sync(RecommendationRequestEvent.create(request))
+    replies = {
+        reply.request_id: reply.model_dump()
+        for reply in (
+            EventCodec().decode(r.value).data for r in read_all(topics, "recommendations", 2)
+        )
+    }
+    assert replies["cap-0"]["items"] == body["items"] and most_per_genre(replies["cap-1"]) == 1
 
     # New articles nobody has read, one like each user's favourite recommendation and one
     # like their 200th: ranked by content alone (kind=news holds only

@@ -5,6 +5,7 @@ request gets back."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import zlib
 from dataclasses import dataclass
@@ -530,3 +531,24 @@ def test_a_version_loaded_before_any_content_learns_its_map_when_content_arrives
     asyncio.run(harness.worker.ingest_items([catalog_item("later-alpha", "alpha later")]))
     assert loaded.content_map is mapping and catalog.full_reads == reads
     assert rec.factors_of("item", "later-alpha") is not None
+
+
+def test_a_kafka_request_may_cap_items_per_tag():
+    harness, _ = catalog_harness()
+    asyncio.run(harness.worker.ingest_items(library()))
+    asyncio.run(harness.worker.answer(request("a0", k=4)))
+    asyncio.run(harness.worker.answer(request("a0", k=4, max_per_tag=1)))
+    uncapped, capped = (event.data for event in harness.published)
+    tag = lambda item: item.item_id[0]  # noqa: E731 - x* items are tagged x, y* y
+    assert len(uncapped.items) == 4 and len({tag(i) for i in uncapped.items}) < 4
+    assert sorted(tag(i) for i in capped.items) == ["x", "y"]  # one per tag, and no more
+    # Out of range (0-200), as the HTTP parameter: a dead letter, no reply.
+    wrong = json.loads(request("a0", max_per_tag=200).value)
+    wrong["data"]["max_per_tag"] = 201
+    asyncio.run(harness.worker.answer(Message(json.dumps(wrong).encode(), topic=_REQUESTS)))
+    assert len(harness.published) == 2
+    ((_, topic, error),) = harness.letters
+    assert topic == _REQUESTS and "max_per_tag" in str(error)
+
+
+_REQUESTS = "recommendation-requests"
