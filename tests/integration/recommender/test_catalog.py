@@ -204,3 +204,38 @@ def test_the_catalog_is_served_by_name_and_by_content(served):
     assert twin["item_id"] == "news-fresh" and twin["score"] > 0.999, twin
     old, fresh = twins()["news-old"], twins()["news-fresh"]
     assert fresh["rank"] < old["rank"] and fresh["score"] > old["score"], json.dumps([old, fresh])
+
+
+def test_a_model_trained_before_the_catalog_maps_new_items_once_content_arrives(
+    topics, engine, tmp_path
+):
+    """The version loads with no content in the catalog (so no content map); the films and
+    a new article arrive afterwards: the worker learns the map then, and the article is
+    recommendable by its content without waiting for the next version."""
+    seed_movielens(engine, 30_000)
+    trained = marquee(topics, "train")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    env = {"MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "1"}
+    with service_worker(topics, tmp_path, SERVE, **env) as (_, port):
+        assert answer(port, "/users/1/recommendations?k=5")["strategy"] == "als"
+        films = load_films()
+        with Publisher(topics) as pub:
+            for film in films:
+                pub.publish(to_item_event(film))
+            sequel = item(
+                "news-sequel",
+                "Star Wars: the return",
+                ["Action", "Sci-Fi"],
+                "Action, Sci-Fi space opera",
+                kind="news",
+            )
+            pub.publish(sequel)
+            pub.flush()
+
+        def news() -> list[dict]:
+            return answer(port, "/users/1/recommendations?k=5&kind=news")["items"]
+
+        found = eventually(news, timeout=120)
+        assert [i["item_id"] for i in found] == ["news-sequel"], found
+        assert found[0]["title"] == "Star Wars: the return" and found[0]["kind"] == "news"
+    assert _stored_content(engine) == len(films) + 1
