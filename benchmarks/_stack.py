@@ -39,7 +39,7 @@ from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 from shared.topics import full_name
 
-from .harness import BenchmarkError, Context
+from .harness import BenchmarkError, Context, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = (sys.executable, "-m", "shared.cli.main", "serve")
@@ -222,6 +222,39 @@ def machine_load() -> str:
     return f"1-minute load average at the end: {os.getloadavg()[0]:.1f} on {cpus} CPUs"
 
 
+def publish_to_serve(
+    stack: Scratch,
+    served: list[float],
+    stored: list[float],
+    *,
+    what: str,
+    served_as: str,
+    target_p95_ms: float,
+) -> Result:
+    """The p95 of ``served`` (ms from publish to the answer that reflects it) against the
+    p95 of ``stored`` (ms from the same publishes to their rows committed), with notes."""
+    value = percentile(served, 95)
+    batching = (
+        stack.settings.recommender_ingest_batch_size,
+        stack.settings.recommender_ingest_batch_seconds,
+    )
+    return Result(
+        value=value,
+        baseline_name="publish → row committed p95",
+        baseline_value=percentile(stored, 95),
+        notes=(
+            f"{len(served)} {what}; batches of {batching[0]:,} events or {batching[1]:g} s",
+            f"{served_as}: p50 {statistics.median(served):.0f} ms, p95 {value:.0f} ms, "
+            f"max {max(served):.0f} ms",
+            f"stored: p50 {statistics.median(stored):.0f} ms, "
+            f"p95 {percentile(stored, 95):.0f} ms, max {max(stored):.0f} ms",
+            f"absolute target p95 ≤ {target_p95_ms:,.0f} ms: "
+            + ("met" if value <= target_p95_ms else "MISSED"),
+            machine_load(),
+        ),
+    )
+
+
 def percentile(values: list[float], q: int) -> float:
     """The q-th percentile (1-99), interpolated between the nearest ranks."""
     if len(values) < 2:
@@ -310,15 +343,21 @@ def seed_movielens(stack: Scratch) -> int:
 
 
 @contextmanager
-def trained_worker(stack: Scratch, **env: str) -> Iterator[Worker]:
+def trained_worker(
+    stack: Scratch, *, before_training: Callable[[Scratch], None] | None = None, **env: str
+) -> Iterator[Worker]:
     """A worker serving a model trained on MovieLens-100k, ingested through the worker itself.
 
-    The model is polled every second, so it is loaded soon after ``marquee train``.
+    ``before_training`` runs once the worker has stored the ratings (it may publish what
+    the worker should hold when the model loads, and wait for it). The model is polled
+    every second, so it is loaded soon after ``marquee train``.
     """
     sent = publish(stack, movielens_events())
     env = {"MARQUEE_RECOMMENDER_MODEL_POLL_SECONDS": "1", **NO_RETRAINS, **env}
     with worker(stack, **env) as running:
         stack.wait_for_rows(sent, timeout=600)
+        if before_training is not None:
+            before_training(stack)
         stack.progress("ingested MovieLens-100k; training (marquee train)")
         stack.train()
         deadline = time.monotonic() + 60

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from shared.events import InteractionEvent
 from shared.kafka.publisher import Publisher
 
-from ._stack import Client, Scratch, Worker, machine_load, percentile, scratch, trained_worker
+from ._stack import Client, Scratch, Worker, publish_to_serve, scratch, trained_worker
 from .harness import BenchmarkError, Context, Result, benchmark
 
 #: Samples per repetition (each is one like, for a different user).
@@ -52,25 +52,8 @@ def recommender_freshness_p95(ctx: Context) -> Result:
     samples = SAMPLES * ctx.repeat
     with scratch(ctx, "fresh") as stack, trained_worker(stack) as running:
         served, stored = _measure(stack, running, samples, ctx)
-    value = percentile(served, 95)
-    batching = (
-        stack.settings.recommender_ingest_batch_size,
-        stack.settings.recommender_ingest_batch_seconds,
-    )
-    return Result(
-        value=value,
-        baseline_name="publish → row committed p95",
-        baseline_value=percentile(stored, 95),
-        notes=(
-            f"{samples} likes; batches of {batching[0]:,} events or {batching[1]:g} s",
-            f"served: p50 {statistics.median(served):.0f} ms, p95 {value:.0f} ms, "
-            f"max {max(served):.0f} ms",
-            f"stored: p50 {statistics.median(stored):.0f} ms, "
-            f"p95 {percentile(stored, 95):.0f} ms, max {max(stored):.0f} ms",
-            f"absolute target p95 ≤ {TARGET_P95_MS:,.0f} ms: "
-            + ("met" if value <= TARGET_P95_MS else "MISSED"),
-            machine_load(),
-        ),
+    return publish_to_serve(
+        stack, served, stored, what="likes", served_as="served", target_p95_ms=TARGET_P95_MS
     )
 
 
