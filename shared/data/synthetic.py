@@ -76,6 +76,11 @@ class StreamSpec:
     action_mix: tuple[tuple[str, float], ...] = tuple(ACTION_MIX.items())
 
     def __post_init__(self) -> None:
+        # One spelling per value: days=2 and days=2.0 are one stream, with one id tag.
+        for name in ("days", "item_exponent", "user_sigma", "section_affinity"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        mix = tuple((str(a), float(share)) for a, share in self.action_mix)
+        object.__setattr__(self, "action_mix", mix)
         for name in ("users", "items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -190,3 +190,9 @@ def test_a_specs_stream_does_not_change_unnoticed():
         b'"datacontenttype":"application/json",'
         b'"data":{"user_id":"u631","item_id":"i7","action":"view"}}'
     )
+
+
+def test_one_stream_however_its_numbers_are_spelt():
+    assert StreamSpec(users=1, items=1, events=1, days=2).tag == (
+        StreamSpec(users=1, items=1, events=1, days=2.0).tag
+    )
