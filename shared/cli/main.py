@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, InvalidEvent, MarqueeError
 from ..kafka import failures as kafka_failures
 from ..logging import configure_logging
 from ..registry import command_registrars
-from . import db, demo, publish, replay, schemas, serve, tail, topics, users
+from . import db, demo, load, publish, replay, schemas, serve, tail, topics, users
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when `make up` wrote it; '' for none); MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (topics, publish, tail, replay, db, schemas, users, serve, demo):
+    for module in (topics, publish, tail, replay, load, db, schemas, users, serve, demo):
         module.register(commands)
     # Services add their own commands through entry points (shared/registry.py).
     for register in command_registrars():

@@ -76,7 +76,12 @@ class Publisher:
         Raises :class:`InvalidEvent` before anything reaches Kafka when the event is bad,
         and :class:`DeliveryError` when the record cannot be handed to the broker.
         """
-        record = self.encode(event, topic)
+        return self.publish_record(self.encode(event, topic), what=f"event {event.id}")
+
+    def publish_record(self, record: Record, *, what: str = "a record") -> FutureRecordMetadata:
+        """Send a record already encoded by the contract (by :meth:`encode`, or by a
+        generator that writes the same bytes, shared/data/synthetic.py), unchecked;
+        confirmed and counted like any event."""
         try:
             future = self._producer.send(
                 record.topic, key=record.key, value=record.value, headers=record.headers
@@ -88,7 +93,7 @@ class Publisher:
                 f"`marquee topics ensure` creates it) or the broker is unreachable: {exc}"
             ) from exc
         except KafkaError as exc:
-            raise DeliveryError(f"could not send event {event.id}: {exc}") from exc
+            raise DeliveryError(f"could not send {what}: {exc}") from exc
         future.add_callback(self._on_success)
         future.add_errback(self._on_error, record.topic)
         return future

@@ -49,5 +49,9 @@ def to_record(
         raise InvalidEvent(f"data.{topic_spec.key_field} is the key of {base!r} and is missing")
     else:
         raw_key = str(key).encode()
-    headers = [("content-type", CONTENT_TYPE), ("ce_type", event.type.encode())]
-    return Record(full_name(base, prefix), raw_key, value, headers)
+    return Record(full_name(base, prefix), raw_key, value, headers_for(event.type))
+
+
+def headers_for(event_type: str) -> list[tuple[str, bytes]]:
+    """The headers every Marquee record carries: content type and CloudEvents type."""
+    return [("content-type", CONTENT_TYPE), ("ce_type", event_type.encode())]

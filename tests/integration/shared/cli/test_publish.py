@@ -136,6 +136,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_sent(topics, args, message):
         ["topics", "ensure"],
         ["publish", "interaction", "--user", "u", "--item", "i", "--type", "view"],
         ["tail", "interactions", "--max", "1"],
+        ["load", "interactions", "--users", "10", "--items", "10", "--events", "10"],
     ],
 )
 def test_unreachable_broker_is_one_clear_line_within_5_seconds(settings, args):
