@@ -102,7 +102,7 @@ class Gateway:
         raw = await read(limit)
         if len(raw) > limit:
             raise RequestRefused(413, _too_big(len(raw), limit))
-        body = bodies.parse(raw, media, max_events=self.limits.max_events)
+        body = bodies.parse(raw, media, max_events=self.limits.max_events, codec=self.codec)
         wait = self.limiter.take(app.name, len(body.events))
         if wait > 0:
             raise RequestRefused(

@@ -46,7 +46,7 @@ def admit(
     events: list[Envelope] = []
     indexes: list[int] = []
     for index, parsed in enumerate(body.events):
-        if parsed.raw is None:
+        if parsed.raw is None and parsed.event is None:
             verdicts.append(Verdict(index, None, REJECTED, 400, parsed.problem))
             continue
         if parsed.type is not None and parsed.type not in app.event_types:
@@ -55,7 +55,7 @@ def admit(
             verdicts.append(Verdict(index, parsed.id, REJECTED, 403, reason))
             continue
         try:
-            event = codec.decode(parsed.raw)
+            event = parsed.event or codec.decode(parsed.raw)
         except InvalidEvent as exc:
             verdicts.append(Verdict(index, parsed.id, REJECTED, 400, exc.reason))
             continue
