@@ -326,7 +326,10 @@ def publish(stack: Scratch, events: Iterable[InteractionEvent]) -> int:
     """Publish through the SDK and wait until the broker confirmed every event."""
     started = time.monotonic()
     with Publisher(stack.settings, **FAST_PRODUCER) as publisher:
-        sent = publisher.publish_many(events)
+        report = publisher.publish_many(events, timeout=600)
+    if problems := report.problems():
+        raise BenchmarkError(f"{len(problems):,} event(s) not published, e.g. {problems[0]}")
+    sent = report.accepted
     stack.progress(
         f"published {sent:,} interactions in {time.monotonic() - started:.0f} s (untimed)"
     )

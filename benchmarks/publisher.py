@@ -17,7 +17,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from shared.config import Settings
-from shared.events import ContentRequestEvent
+from shared.events import ContentRequestEvent, Envelope
 from shared.kafka.admin import ensure_topics
 from shared.kafka.client import client_options
 from shared.kafka.publisher import PRODUCER_DEFAULTS, Publisher
@@ -75,7 +75,7 @@ def publisher_throughput(ctx: Context) -> Result:
 
         sides: dict[str, Callable[[], float]] = {
             "bare": lambda: _bare(settings, records),
-            "sdk": lambda: _sdk(settings, events),
+            "sdk": lambda: sdk_rate(settings, events),
         }
         rates: dict[str, list[float]] = {side: [] for side in sides}
         for rep in range(ctx.repeat):
@@ -152,11 +152,12 @@ def _bare(settings: Settings, records: list[Record]) -> float:
     return rate
 
 
-def _sdk(settings: Settings, events: list[ContentRequestEvent]) -> float:
+def sdk_rate(settings: Settings, events: list[Envelope]) -> float:
+    """Events/s through `Publisher.publish` and its flush (the SDK as apps use it)."""
     # The SDK's flush raises DeliveryError when any event was not confirmed.
     with Publisher(settings) as publisher:
 
-        def send(batch: list[ContentRequestEvent]) -> None:
+        def send(batch: list[Envelope]) -> None:
             for event in batch:
                 publisher.publish(event)
             publisher.flush()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
@@ -20,7 +22,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
 from ..config import Settings
-from ..errors import DeliveryError
+from ..errors import DeliveryError, InvalidEvent
 from ..events import EventCodec
 from ..events.envelope import Envelope
 from .client import client_options
@@ -39,6 +41,34 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # How long send() may wait for topic metadata or buffer space before failing.
     "max_block_ms": 10_000,
 }
+
+#: An :class:`Outcome`'s status: confirmed by the broker, refused as invalid (never retry),
+#: or not confirmed (retriable: the same event, same id, may be sent again).
+ACCEPTED, REJECTED, FAILED = "accepted", "rejected", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of the event at ``index`` of a batch."""
+
+    index: int
+    id: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """One :class:`Outcome` per event of a :meth:`Publisher.publish_many` batch, in order."""
+
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def accepted(self) -> int:
+        return sum(o.status == ACCEPTED for o in self.outcomes)
+
+    def problems(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status != ACCEPTED]
 
 
 class Publisher:
@@ -98,12 +128,35 @@ class Publisher:
         future.add_errback(self._on_error, record.topic)
         return future
 
-    def publish_many(self, events: Iterable[Envelope], *, topic: str | None = None) -> int:
-        count = 0
-        for event in events:
-            self.publish(event, topic=topic)
-            count += 1
-        return count
+    def publish_many(
+        self, events: Iterable[Envelope], *, topic: str | None = None, timeout: float = 30.0
+    ) -> BatchReport:
+        """Send a batch and wait until the broker confirmed each event, one verdict per event.
+
+        The collector's batch semantics: a bad event does not stop the others. Each event is
+        validated on its own; the valid ones are sent, then awaited together (at most
+        ``timeout`` seconds in all). Nothing raises for one event: the report says, by
+        index, which were accepted, which were rejected (invalid: never retry them) and
+        which failed (not confirmed: the same event may succeed later)."""
+        outcomes: list[Outcome] = []
+        pending: list[tuple[int, Envelope, FutureRecordMetadata]] = []
+        for index, event in enumerate(events):
+            try:
+                pending.append((index, event, self.publish(event, topic=topic)))
+                outcomes.append(Outcome(index, event.id, ACCEPTED))
+            except InvalidEvent as exc:
+                outcomes.append(Outcome(index, event.id, REJECTED, exc.reason))
+            except DeliveryError as exc:
+                outcomes.append(Outcome(index, event.id, FAILED, str(exc)))
+        deadline = time.monotonic() + timeout
+        for index, event, future in pending:
+            try:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except KafkaError as exc:
+                outcomes[index] = Outcome(
+                    index, event.id, FAILED, f"not confirmed by the broker: {exc}"
+                )
+        return BatchReport(tuple(outcomes))
 
     def publish_sync(self, event: Envelope, *, topic: str | None = None, timeout: float = 30.0):
         """Send one event and wait for the broker's confirmation (its RecordMetadata)."""

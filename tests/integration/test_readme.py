@@ -58,6 +58,13 @@ PAGES = {
         "## Settings and the engine in Python": "tests/services/generator/test_docs.py",
     },
     "docs/recommender.md": {},
+    "docs/collector.md": {
+        "## Keys: one per app": "tests/integration/collector/test_collector.py (the apps CLI)",
+        "## Sending events": "tests/integration/collector/test_collector.py (answers, codes)",
+        "## Browsers: CORS and beacons": "test_collector.py: preflight, then a beacon",
+        "## The script: `/v1/marquee.js`": "HTML and JavaScript for a page, not a command",
+        "## From Python: the same semantics": "tests/integration/shared/kafka/test_publisher.py",
+    },
 }
 
 

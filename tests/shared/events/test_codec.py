@@ -340,3 +340,14 @@ def test_encode_enforces_size():
     size = len(CODEC.encode(event))
     with pytest.raises(InvalidEvent, match=f"event is {size} bytes; the limit is 1000"):
         EventCodec(max_bytes=1000).encode(event)
+
+
+def test_decode_all_takes_a_valid_array_in_one_pass_and_refuses_any_bad_one():
+    items = [interaction(id=f"e-{n}") for n in range(3)]
+    decoded = CODEC.decode_all(json.dumps(items).encode())
+    assert [e.id for e in decoded] == ["e-0", "e-1", "e-2"]
+    items[1]["data"]["action"] = "blink"
+    with pytest.raises(InvalidEvent, match="data.action"):
+        CODEC.decode_all(json.dumps(items).encode())
+    with pytest.raises(InvalidEvent, match="in the future"):
+        CODEC.decode_all(json.dumps([interaction(time=now_iso(days=1))]).encode())

@@ -17,6 +17,7 @@ EXPECTED_TABLES = {
     "user_factors",
     "item_factors",
     "generated_content",
+    "apps",
     "alembic_version",
 }
 

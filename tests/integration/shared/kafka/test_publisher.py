@@ -139,3 +139,19 @@ def test_bad_events_are_refused_before_kafka(topics, data, message):
     with Publisher(topics) as pub, pytest.raises(InvalidEvent, match=message):
         pub.publish(EVENT_TYPES["marquee.interaction.v1"].create(data))
     assert record_count(topics, "interactions") == 0
+
+
+def test_publish_many_confirms_the_good_events_and_names_the_bad_one(topics):
+    cls = EVENT_TYPES["marquee.interaction.v1"]
+    good = [cls.create({"user_id": f"u{n}", "item_id": "i", "action": "view"}) for n in range(3)]
+    bad = cls.create(
+        {"user_id": "u", "item_id": "i", "action": "view"}, time=datetime(2100, 1, 1, tzinfo=UTC)
+    )
+    with Publisher(topics) as pub:
+        report = pub.publish_many([good[0], bad, good[1], good[2]])
+    assert [o.status for o in report.outcomes] == ["accepted", "rejected", "accepted", "accepted"]
+    assert report.accepted == 3
+    (problem,) = report.problems()
+    assert (problem.index, problem.id) == (1, bad.id) and "in the future" in problem.reason
+    # Confirmed before publish_many returned: on the topic, in any reader's view.
+    assert record_count(topics, "interactions") == 3
