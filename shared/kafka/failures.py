@@ -48,13 +48,18 @@ class ConnectionFailures(logging.Handler):
                 return _BACKOFF.sub("", reason) or match.group(1)
         return None
 
+    def lost(self) -> list[str]:
+        """Why each connection failed or was lost, oldest first."""
+        return [
+            _BACKOFF.sub("", match.group(1)).strip()
+            for match in map(_LOST.search, self.lines)
+            if match
+        ]
+
     def last(self) -> str | None:
         """The last reason a connection failed or was lost."""
-        for line in reversed(self.lines):
-            match = _LOST.search(line)
-            if match:
-                return _BACKOFF.sub("", match.group(1)).strip()
-        return None
+        lost = self.lost()
+        return lost[-1] if lost else None
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -69,10 +74,11 @@ def explain(settings: Settings, failures: ConnectionFailures | None) -> str:
     where = settings.kafka_bootstrap_servers
     refused = failures.authentication() if failures else None
     last = failures.last() if failures else None
-    if refused is None and settings.kafka_security_protocol.startswith("SASL") and last:
-        if last.endswith("socket disconnected"):
-            # The broker took the connection, read our credentials and hung up without an
-            # error response (Kafka 4 often does; a dead broker refuses the connection).
+    if refused is None and settings.kafka_security_protocol.startswith("SASL") and failures:
+        # The broker took the connection, read our credentials and hung up without an
+        # error response (Kafka 4 often does; a dead broker refuses the connection). Any
+        # attempt counts: the last one may have been cut short by the bootstrap deadline.
+        if any(reason.endswith("socket disconnected") for reason in failures.lost()):
             refused = "the broker closed the connection during SASL authentication"
     if refused:
         return (

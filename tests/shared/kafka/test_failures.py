@@ -49,3 +49,14 @@ def test_without_sasl_a_hang_up_is_an_unreachable_broker():
 def test_a_refused_connection_is_an_unreachable_broker_even_with_sasl():
     captured = seen(LOST.format("[Errno 111] ECONNREFUSED"))
     assert failures.explain(SASL, captured).startswith("cannot reach Kafka at b:9096")
+
+
+def test_a_hang_up_still_counts_when_the_deadline_cut_the_last_attempt_short():
+    # Retries run until the bootstrap deadline, so the last attempt may time out mid-SCRAM.
+    captured = seen(
+        LOST.format("socket disconnected"),
+        "<KafkaConnection node_id=bootstrap-0>: Connection failed: "
+        "[Error 7] RequestTimedOutError: Request timed out after 97 ms",
+    )
+    line = failures.explain(SASL, captured)
+    assert line.startswith("Kafka at b:9096 refused to authenticate app1"), line
