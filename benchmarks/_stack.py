@@ -7,9 +7,11 @@ exactly as users run it), and removes all of it afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -20,10 +22,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -222,6 +225,81 @@ def machine_load() -> str:
     return f"1-minute load average at the end: {os.getloadavg()[0]:.1f} on {cpus} CPUs"
 
 
+#: Between two looks at the answer and the database; bounds the error of each sample.
+POLL_SECONDS = 0.005
+PROBE_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class Probe:
+    """One publish-to-serve sample: the event to publish, the SQL that finds its row
+    committed, and whether an answer over HTTP reflects it yet."""
+
+    event: Any
+    stored_sql: str
+    stored_params: dict[str, Any]
+    served: Callable[[], bool]
+    what: str  # names the sample in a timeout, e.g. "user 5's like of 50"
+
+
+def publish_then_poll(
+    stack: Scratch,
+    running: Worker,
+    samples: int,
+    seed: int,
+    probe: Callable[[Client, int, str], Probe],
+    ctx: Context,
+    noun: str,
+    served_as: str,
+) -> tuple[list[float], list[float]]:
+    """Milliseconds from each confirmed publish to (served, stored), one sample at a time
+    for distinct MovieLens users; ``probe(client, n, user)`` makes sample n."""
+    rng = random.Random(seed)
+    users = [str(u) for u in rng.sample(range(1, 944), samples)]  # MovieLens user ids
+    client = Client(running.port)
+    served: list[float] = []
+    stored: list[float] = []
+    try:
+        with Publisher(stack.settings) as publisher:
+            for n, user in enumerate(users):
+                # Desynchronise from the worker's batch timer, as real publishes are.
+                time.sleep(rng.uniform(0.0, stack.settings.recommender_ingest_batch_seconds))
+                sample = probe(client, n, user)
+                started = time.perf_counter()
+                publisher.publish_sync(sample.event)
+                row, answer = _poll(stack, sample)
+                stored.append((row - started) * 1000)
+                served.append((answer - started) * 1000)
+                if n % 10 == 9:
+                    ctx.progress(
+                        f"{n + 1}/{samples} {noun}: {served_as} p50 "
+                        f"{statistics.median(served):.0f} ms"
+                    )
+    finally:
+        client.close()
+    return served, stored
+
+
+def _poll(stack: Scratch, sample: Probe) -> tuple[float, float]:
+    """When the sample's row was first seen committed, and when an answer first showed it."""
+    row = answer = None
+    deadline = time.perf_counter() + PROBE_TIMEOUT_SECONDS
+    with stack.engine.connect() as conn:
+        while row is None or answer is None:
+            if row is None and conn.execute(text(sample.stored_sql), sample.stored_params).first():
+                row = time.perf_counter()
+            conn.rollback()  # a fresh snapshot for the next look
+            if answer is None and sample.served():
+                answer = time.perf_counter()
+            if time.perf_counter() > deadline:
+                raise BenchmarkError(
+                    f"{sample.what} did not show within {PROBE_TIMEOUT_SECONDS:.0f} s "
+                    f"(row stored: {row is not None}, served: {answer is not None})"
+                )
+            time.sleep(POLL_SECONDS)
+    return row, answer
+
+
 def publish_to_serve(
     stack: Scratch,
     served: list[float],
@@ -260,6 +338,21 @@ def percentile(values: list[float], q: int) -> float:
     if len(values) < 2:
         raise BenchmarkError(f"{len(values)} sample(s) are too few for a percentile")
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def open_loop(count: int, rate: float, send: Callable[[int, float], Awaitable[None]]) -> None:
+    """Start ``send(n, due)`` for n = 0..count-1 at ``rate`` a second on the event loop's
+    clock, whatever the answers do (an open loop: a slow answer never delays the next
+    request), and wait for them all."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    tasks = []
+    for n in range(count):
+        due = start + n / rate
+        if (delay := due - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(n, due)))
+    await asyncio.gather(*tasks)
 
 
 @contextmanager

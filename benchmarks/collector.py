@@ -19,7 +19,7 @@ from services.collector.store import AppStore
 from shared.events import InteractionEvent
 from shared.kafka.publisher import Publisher
 
-from ._stack import machine_load, percentile, scratch, worker
+from ._stack import machine_load, open_loop, percentile, scratch, worker
 from .harness import BenchmarkError, Context, Result, benchmark
 from .publisher import WARMUP, sdk_rate
 
@@ -204,14 +204,7 @@ async def _beacons(port: int, key: str, origin: str, events: list[InteractionEve
     async with aiohttp.ClientSession(
         f"http://127.0.0.1:{port}", connector=connector, timeout=timeout
     ) as session:
-        start = loop.time() + 0.05
-        tasks = []
-        for n, body in enumerate(bodies):
-            due = start + n / BEACON_RATE
-            if (delay := due - loop.time()) > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, n, body, due)))
-        await asyncio.gather(*tasks)
+        await open_loop(len(bodies), BEACON_RATE, lambda n, due: one(session, n, bodies[n], due))
     if failures:
         raise BenchmarkError(f"{len(failures)} beacon(s) failed, e.g. {failures[0]}")
     return percentile([s * 1000 for s in latencies[BEACON_WARMUP:]], 99)

@@ -12,23 +12,20 @@ write cost before serving can react at all.
 
 from __future__ import annotations
 
-import random
-import statistics
-import time
-
-from sqlalchemy import text
-
 from shared.events import InteractionEvent
-from shared.kafka.publisher import Publisher
 
-from ._stack import Client, Scratch, Worker, publish_to_serve, scratch, trained_worker
-from .harness import BenchmarkError, Context, Result, benchmark
+from ._stack import (
+    Client,
+    Probe,
+    publish_then_poll,
+    publish_to_serve,
+    scratch,
+    trained_worker,
+)
+from .harness import Context, Result, benchmark
 
 #: Samples per repetition (each is one like, for a different user).
 SAMPLES = 20
-#: Between two looks at the answer and the database; bounds the error of each sample.
-POLL_SECONDS = 0.005
-TIMEOUT_SECONDS = 10.0
 TARGET_P95_MS = 1000.0
 SOURCE = "urn:marquee:bench-freshness"
 
@@ -51,65 +48,28 @@ SOURCE = "urn:marquee:bench-freshness"
 def recommender_freshness_p95(ctx: Context) -> Result:
     samples = SAMPLES * ctx.repeat
     with scratch(ctx, "fresh") as stack, trained_worker(stack) as running:
-        served, stored = _measure(stack, running, samples, ctx)
+        served, stored = publish_then_poll(
+            stack, running, samples, 3, _like_of_the_top(), ctx, "likes", "served"
+        )
     return publish_to_serve(
         stack, served, stored, what="likes", served_as="served", target_p95_ms=TARGET_P95_MS
     )
 
 
-def _measure(
-    stack: Scratch, running: Worker, samples: int, ctx: Context
-) -> tuple[list[float], list[float]]:
-    """Milliseconds from publish to (served, stored), one like per sample."""
-    rng = random.Random(3)
-    users = [str(u) for u in rng.sample(range(1, 944), samples)]  # MovieLens user ids
-    client = Client(running.port)
-    served: list[float] = []
-    stored: list[float] = []
-    try:
-        with Publisher(stack.settings) as publisher:
-            for n, user in enumerate(users):
-                # Desynchronise from the worker's batch timer, as real clicks are.
-                time.sleep(rng.uniform(0.0, stack.settings.recommender_ingest_batch_seconds))
-                top = client.recommended(user)[0]
-                event = InteractionEvent.create(
-                    {"user_id": user, "item_id": top, "action": "like"}, source=SOURCE
-                )
-                started = time.perf_counter()
-                publisher.publish_sync(event)
-                row, answer = _wait(stack, client, user, top, event.id)
-                stored.append((row - started) * 1000)
-                served.append((answer - started) * 1000)
-                if n % 10 == 9:
-                    ctx.progress(
-                        f"{n + 1}/{samples} likes: served p50 {statistics.median(served):.0f} ms"
-                    )
-    finally:
-        client.close()
-    return served, stored
+def _like_of_the_top():
+    """Sample n: user likes their current top recommendation, which must then leave the list."""
 
+    def probe(client: Client, n: int, user: str) -> Probe:
+        top = client.recommended(user)[0]
+        event = InteractionEvent.create(
+            {"user_id": user, "item_id": top, "action": "like"}, source=SOURCE
+        )
+        return Probe(
+            event,
+            "SELECT 1 FROM interactions WHERE event_source = :s AND event_id = :i",
+            {"s": SOURCE, "i": event.id},
+            served=lambda: top not in client.recommended(user),
+            what=f"user {user}'s like of {top}",
+        )
 
-def _wait(stack: Scratch, client: Client, user: str, item: str, event_id: str):
-    """When the row was first seen committed, and when the answer first lacked ``item``."""
-    row = answer = None
-    deadline = time.perf_counter() + TIMEOUT_SECONDS
-    with stack.engine.connect() as conn:
-        while row is None or answer is None:
-            if (
-                row is None
-                and conn.execute(
-                    text("SELECT 1 FROM interactions WHERE event_source = :s AND event_id = :i"),
-                    {"s": SOURCE, "i": event_id},
-                ).first()
-            ):
-                row = time.perf_counter()
-            conn.rollback()  # a fresh snapshot for the next look
-            if answer is None and item not in client.recommended(user):
-                answer = time.perf_counter()
-            if time.perf_counter() > deadline:
-                raise BenchmarkError(
-                    f"user {user}'s like of {item} did not show within {TIMEOUT_SECONDS:.0f} s"
-                    f" (row stored: {row is not None}, answer changed: {answer is not None})"
-                )
-            time.sleep(POLL_SECONDS)
-    return row, answer
+    return probe

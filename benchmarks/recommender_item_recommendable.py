@@ -14,8 +14,6 @@ it writes it), the part of the delay before serving can react at all.
 
 from __future__ import annotations
 
-import random
-import statistics
 import time
 from datetime import UTC, datetime
 
@@ -28,8 +26,9 @@ from shared.kafka.publisher import Publisher
 from ._stack import (
     FAST_PRODUCER,
     Client,
+    Probe,
     Scratch,
-    Worker,
+    publish_then_poll,
     publish_to_serve,
     scratch,
     trained_worker,
@@ -38,9 +37,6 @@ from .harness import BenchmarkError, Context, Result, benchmark
 
 #: Samples per repetition (each is one new item, for a different user).
 SAMPLES = 20
-#: Between two looks at the answer and the database; bounds the error of each sample.
-POLL_SECONDS = 0.005
-TIMEOUT_SECONDS = 10.0
 TARGET_P95_MS = 2000.0
 SOURCE = "urn:marquee:bench-catalog"
 
@@ -69,7 +65,9 @@ def recommender_item_recommendable_p95(ctx: Context) -> Result:
         scratch(ctx, "item") as stack,
         trained_worker(stack, before_training=_publish_films) as running,
     ):
-        served, stored = _measure(stack, running, samples, ctx)
+        served, stored = publish_then_poll(
+            stack, running, samples, 16, _sequel_of_the_top(), ctx, "items", "recommendable"
+        )
     return publish_to_serve(
         stack, served, stored, what="items", served_as="recommendable", target_p95_ms=TARGET_P95_MS
     )
@@ -99,38 +97,27 @@ def _embedded(stack: Scratch) -> int:
         ).scalar_one()
 
 
-def _measure(
-    stack: Scratch, running: Worker, samples: int, ctx: Context
-) -> tuple[list[float], list[float]]:
-    """Milliseconds from publish to (recommendable, stored), one new item per sample."""
-    rng = random.Random(16)
-    users = [str(u) for u in rng.sample(range(1, 944), samples)]  # MovieLens user ids
+def _sequel_of_the_top():
+    """Sample n: a new item of a kind of its own, about user's top film; it must appear
+    in the user's list of that kind."""
     films = {f.item_id: f for f in movielens.load_films()}
-    client = Client(running.port)
-    served: list[float] = []
-    stored: list[float] = []
-    try:
-        with Publisher(stack.settings) as publisher:
-            for n, user in enumerate(users):
-                # Desynchronise from the worker's batch timer, as real publishes are.
-                time.sleep(rng.uniform(0.0, stack.settings.recommender_ingest_batch_seconds))
-                # The user's top film (earlier samples' items compete in the mixed list).
-                top = client.get(f"/users/{user}/recommendations?k=1&kind=film")["items"]
-                taste = films[top[0]["item_id"]]
-                item = _sequel(taste, f"bench-{user}", kind=f"bench{n}")
-                started = time.perf_counter()
-                publisher.publish_sync(item)
-                row, answer = _wait(stack, client, user, item.data)
-                stored.append((row - started) * 1000)
-                served.append((answer - started) * 1000)
-                if n % 10 == 9:
-                    ctx.progress(
-                        f"{n + 1}/{samples} items: recommendable p50 "
-                        f"{statistics.median(served):.0f} ms"
-                    )
-    finally:
-        client.close()
-    return served, stored
+
+    def probe(client: Client, n: int, user: str) -> Probe:
+        # The user's top film (earlier samples' items compete in the mixed list).
+        top = client.get(f"/users/{user}/recommendations?k=1&kind=film")["items"]
+        item = _sequel(films[top[0]["item_id"]], f"bench-{user}", kind=f"bench{n}")
+        path = f"/users/{user}/recommendations?k=1&kind={item.data.kind}"
+        return Probe(
+            item,
+            "SELECT 1 FROM items WHERE item_id = :i AND origin = 'catalog'",
+            {"i": item.data.item_id},
+            served=lambda: any(
+                found["item_id"] == item.data.item_id for found in client.get(path)["items"]
+            ),
+            what=f"item {item.data.item_id} for user {user}",
+        )
+
+    return probe
 
 
 def _sequel(film: movielens.Film, item_id: str, kind: str) -> ItemEvent:
@@ -147,34 +134,3 @@ def _sequel(film: movielens.Film, item_id: str, kind: str) -> ItemEvent:
         },
         source=SOURCE,
     )
-
-
-def _wait(stack: Scratch, client: Client, user: str, item) -> tuple[float, float]:
-    """When the item's row was first seen committed, and when the user's list of its kind
-    first held it."""
-    row = answer = None
-    path = f"/users/{user}/recommendations?k=1&kind={item.kind}"
-    deadline = time.perf_counter() + TIMEOUT_SECONDS
-    with stack.engine.connect() as conn:
-        while row is None or answer is None:
-            if (
-                row is None
-                and conn.execute(
-                    text("SELECT 1 FROM items WHERE item_id = :i AND origin = 'catalog'"),
-                    {"i": item.item_id},
-                ).first()
-            ):
-                row = time.perf_counter()
-            conn.rollback()  # a fresh snapshot for the next look
-            if answer is None and any(
-                found["item_id"] == item.item_id for found in client.get(path)["items"]
-            ):
-                answer = time.perf_counter()
-            if time.perf_counter() > deadline:
-                raise BenchmarkError(
-                    f"item {item.item_id} was not recommended to user {user} within "
-                    f"{TIMEOUT_SECONDS:.0f} s (row stored: {row is not None}, "
-                    f"recommended: {answer is not None})"
-                )
-            time.sleep(POLL_SECONDS)
-    return row, answer

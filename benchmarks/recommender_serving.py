@@ -31,7 +31,16 @@ from threadpoolctl import threadpool_limits
 
 from services.recommender.model_store import ModelStore
 
-from ._stack import NO_RETRAINS, Scratch, machine_load, percentile, scratch, trained_worker, worker
+from ._stack import (
+    NO_RETRAINS,
+    Scratch,
+    machine_load,
+    open_loop,
+    percentile,
+    scratch,
+    trained_worker,
+    worker,
+)
 from .harness import BenchmarkError, Context, Result, benchmark
 
 RATE = 500.0
@@ -134,14 +143,7 @@ async def _http(port: int, users: list[str]) -> dict[str, float]:
     timeout = aiohttp.ClientTimeout(total=10)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(base, connector=connector, timeout=timeout) as session:
-        start = loop.time() + 0.05
-        tasks = []
-        for n, user in enumerate(users):
-            due = start + n / RATE
-            if (delay := due - loop.time()) > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, n, user, due)))
-        await asyncio.gather(*tasks)
+        await open_loop(len(users), RATE, lambda n, due: one(session, n, users[n], due))
     if failures:
         raise BenchmarkError(f"{len(failures)} request(s) failed, e.g. {failures[0]}")
     lag_ms = [s * 1000 for s in lags[WARMUP:]]
