@@ -1,1 +1,5 @@
 """Kafka plumbing on kafka-python: client options, topic admin, the publisher SDK."""
+
+from .checksum import install as _install_checksum
+
+_install_checksum()
