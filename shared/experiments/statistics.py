@@ -139,7 +139,10 @@ def compare(
     """
     (r1, v1), (r0, v0) = treated, base
     difference, se = r1 - r0, float(np.sqrt(v0 + v1))
-    p_value = float(2 * stats.norm.sf(abs(difference) / se)) if se > 0 else 1.0
+    if se > 1e-12:
+        p_value = float(2 * stats.norm.sf(abs(difference) / se))
+    else:  # no variance at all (every user alike): only the difference itself can speak
+        p_value = 1.0 if abs(difference) <= 1e-12 else 0.0
     if r0 > 0 and r1 > 0:
         log_ratio, log_se = np.log(r1 / r0), np.sqrt(v1 / r1**2 + v0 / r0**2)
         lift_ci = (float(np.expm1(log_ratio - z * log_se)), float(np.expm1(log_ratio + z * log_se)))

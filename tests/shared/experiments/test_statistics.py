@@ -115,3 +115,9 @@ def test_users_without_impressions_count_for_srm_only():
 def test_an_unknown_arm_is_named():
     with pytest.raises(ValueError, match="arm 'c'"):
         analyse([UserCounts("u1", "c", 1, 0)], {"a": 1.0, "b": 1.0})
+
+
+def test_arms_without_any_variance_do_not_claim_a_difference():
+    same = [UserCounts(f"u{k}", "a" if k % 2 else "b", 3, 1) for k in range(1_000)]
+    (comparison,) = analyse(same, {"a": 1.0, "b": 1.0}).comparisons
+    assert comparison.p_value == 1.0 and not comparison.significant()
