@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from shared.experiments.simulation import TRUE_CTR, users
 from shared.experiments.statistics import (
     UserCounts,
     analyse,
@@ -13,7 +14,6 @@ from shared.experiments.statistics import (
     ratio_estimate,
     sample_ratio,
 )
-from tests.shared.experiments.simulate import TRUE_CTR, users
 
 Z = float(stats.norm.isf(0.025))
 

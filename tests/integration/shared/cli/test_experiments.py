@@ -6,10 +6,10 @@ import numpy as np
 from sqlalchemy import text
 
 from shared.experiments import arm_for
+from shared.experiments.simulation import users
 from shared.experiments.statistics import UserCounts, analyse
 from shared.experiments.store import ExperimentStore
 from tests.integration.stack_helpers import marquee
-from tests.shared.experiments.simulate import users
 
 
 def insert_counts(engine, experiment: str, rows: list[UserCounts]) -> None:

@@ -1,4 +1,4 @@
-"""Clustered click traffic for the statistics' tests and benchmarks (seeded numpy).
+"""Simulated clustered click traffic, for the statistics' tests and benchmarks (seeded numpy).
 
 Users differ in how much they read (impressions ~ 1 + Poisson(Gamma)) and in how likely
 they click (p ~ Beta), so one user's impressions are correlated trials: the situation in
