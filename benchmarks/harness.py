@@ -207,7 +207,7 @@ def summary(bench: Benchmark, result: Result) -> str:
     if in_range is not None:
         verdict = "meets the target" if in_range else "MISSES the target"
         low, high = bench.target_range  # type: ignore[misc]
-        line += f"; {verdict} (value in {fmt(low)}–{fmt(high)} {bench.unit})"
+        line += f"; {verdict} (value in {low:g}–{high:g} {bench.unit})"
     return line
 
 
@@ -333,7 +333,7 @@ def render_markdown(
         in_range = bench.in_target_range(row["value"]) if bench is not None else None
         if in_range is not None:
             low, high = bench.target_range  # type: ignore[union-attr,misc]
-            value += f" {'✅' if in_range else '❌'} target {fmt(low)}–{fmt(high)}"
+            value += f" {'✅' if in_range else '❌'} target {low:g}–{high:g}"
         lines.append(
             "| "
             + " | ".join(
