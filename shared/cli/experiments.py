@@ -7,12 +7,12 @@ CTR with delta-method intervals, each arm's lift over the control, and the SRM c
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from ..config import Settings
 from ..errors import ConfigurationError
 from . import argtypes
+from .stores import open_store
 
 
 def register(commands) -> None:
@@ -49,25 +49,10 @@ def register(commands) -> None:
     report.set_defaults(handler=run_report)
 
 
-@contextmanager
 def _store(settings: Settings):
-    from sqlalchemy.exc import ProgrammingError
-
-    from ..db import make_engine
     from ..experiments.store import ExperimentStore
 
-    engine = make_engine(settings)
-    try:
-        yield ExperimentStore(engine)
-    except ProgrammingError as exc:
-        if "experiment" in str(exc.orig) and "does not exist" in str(exc.orig):
-            raise ConfigurationError(
-                f"schema {settings.postgres_schema} has no experiments table: "
-                "run `marquee db upgrade`"
-            ) from None
-        raise
-    finally:
-        engine.dispose()
+    return open_store(settings, ExperimentStore, "experiment")
 
 
 def _when(at: datetime | None) -> str:
