@@ -45,8 +45,10 @@ NUMERIC = (
     "user_age",
     "user_age_known",
 )
-#: The categorical features (one-hot encoded by the model; a missing one is left out).
+#: The categorical features (one-hot encoded by the model).
 CATEGORICAL = ("kind", "gender", "occupation")
+#: The value of a categorical feature nobody told us.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +185,8 @@ class FeatureSource:
             "user_age": (user.age or 0) / 100.0,
             "user_age_known": 1.0 if user.age is not None else 0.0,
             "kind": item.kind,
+            # river's Select needs every key; "unknown" is a category of its own.
+            "gender": user.gender or UNKNOWN,
+            "occupation": user.occupation or UNKNOWN,
         }
-        if user.gender:
-            out["gender"] = user.gender
-        if user.occupation:
-            out["occupation"] = user.occupation
         return out

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from river import compose, linear_model, optim, preprocessing
 
 from shared.errors import MarqueeError
 
-from .features import CATEGORICAL, NUMERIC
+from .features import CATEGORICAL, NUMERIC, FeatureSource
 
 #: Written with each checkpoint; a reader refuses a format it does not know.
 MODEL_FORMAT = "river-0.26-pickle-v1"
@@ -47,6 +47,35 @@ class Candidate:
 
     item_id: str
     features: dict
+
+
+#: A base ranker's list, best first: ``(item_id, score)``.
+Scored = Sequence[tuple[str, float]]
+
+
+def candidates_for(
+    source: FeatureSource, user_id: str, scored: Scored, *, at: float | None = None
+) -> list[Candidate]:
+    """The features of each item of a base ranker's list for ``user_id`` (rank = position)."""
+    top = scored[0][1] if scored else None
+    return [
+        Candidate(item, source.features(user_id, item, score, rank, top_score=top, at=at))
+        for rank, (item, score) in enumerate(scored)
+    ]
+
+
+def impression_pairs(
+    source: FeatureSource,
+    user_id: str,
+    shown: Scored,
+    clicked: Collection[str],
+    *,
+    at: float | None = None,
+) -> list[tuple[dict, bool]]:
+    """One impression as training pairs: every item shown, clicked or not (a negative)."""
+    return [
+        (c.features, c.item_id in clicked) for c in candidates_for(source, user_id, shown, at=at)
+    ]
 
 
 class Reranker:
@@ -75,6 +104,13 @@ class Reranker:
         scored = [(c.item_id, self.click_probability(c.features)) for c in candidates]
         order = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))
         return [scored[i] for i in order]
+
+    def rerank_scored(
+        self, source: FeatureSource, user_id: str, scored: Scored, *, at: float | None = None
+    ) -> list[tuple[str, float]]:
+        """What serving calls: re-order a base ranker's top-N for ``user_id`` (see
+        docs/reranker.md); the scores returned are click probabilities."""
+        return self.rerank(candidates_for(source, user_id, scored, at=at))
 
     def weights(self) -> dict[str, float]:
         """The logistic regression's weight per (encoded) feature: what it learnt."""

@@ -35,7 +35,7 @@ from .evaluation import (
 from .features import FeatureSource, ItemFacts, UserFacts
 from .interactions import Event
 from .model import AlsParams, Recommender, as_csr, blas_single_thread, fit_recommender
-from .reranker import Candidate, Reranker, new_pipeline
+from .reranker import Candidate, Reranker, candidates_for, impression_pairs, new_pipeline
 
 CANDIDATES = 50
 EPOCHS = 2
@@ -95,13 +95,7 @@ def feature_source(
 def candidate_lists(
     source: FeatureSource, candidates: Mapping[str, list[tuple[str, float]]]
 ) -> dict[str, list[Candidate]]:
-    return {
-        user: [
-            Candidate(item, source.features(user, item, score, rank, top_score=ranked[0][1]))
-            for rank, (item, score) in enumerate(ranked)
-        ]
-        for user, ranked in candidates.items()
-    }
+    return {user: candidates_for(source, user, ranked) for user, ranked in candidates.items()}
 
 
 def training_pairs(
@@ -121,8 +115,12 @@ def training_pairs(
     for user, item, *_ in late:
         later.setdefault(user, set()).add(item)
     source = feature_source(early, model, items, users)
-    lists = candidate_lists(source, als_candidates(model, sorted(later), n))
-    return [(c.features, c.item_id in later[user]) for user in sorted(lists) for c in lists[user]]
+    shown = als_candidates(model, sorted(later), n)
+    return [
+        pair
+        for user in sorted(shown)
+        for pair in impression_pairs(source, user, shown[user], later[user])
+    ]
 
 
 def train_reranker(

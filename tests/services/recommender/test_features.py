@@ -81,7 +81,7 @@ def test_defaults_for_an_unknown_user_and_item(source):
     assert f["als_relative"] == 1.0 and f["als_rank"] == 1.0
     assert f["tag_match"] == f["tag_share"] == f["user_activity"] == 0.0
     assert f["last_similarity_max"] == f["user_age_known"] == 0.0
-    assert f["kind"] == "item" and "gender" not in f and "occupation" not in f
+    assert (f["kind"], f["gender"], f["occupation"]) == ("item", "unknown", "unknown")
 
 
 def test_age_is_counted_from_the_users_now(source):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from services.recommender.features import CATEGORICAL, NUMERIC
-from services.recommender.reranker import Candidate, Reranker, RerankerError
+from services.recommender.reranker import Candidate, Reranker, RerankerError, impression_pairs
 from services.recommender.reranker_offline import train_reranker
 
 
@@ -86,3 +86,27 @@ class Boom:
 def test_a_checkpoint_that_is_not_a_pipeline_is_refused(data, fmt):
     with pytest.raises(RerankerError):
         Reranker.from_bytes(data, fmt)
+
+
+def test_an_impression_is_a_positive_per_click_and_a_negative_per_other_item():
+    from services.recommender.features import FeatureSource
+
+    source = FeatureSource.from_events([("u", "a", 1.0, 0.0)], now=10.0)
+    shown = [("a", 2.0), ("b", 1.0), ("c", 0.5)]
+    pairs = impression_pairs(source, "u", shown, clicked={"b"})
+    assert [clicked for _, clicked in pairs] == [False, True, False]
+    assert [f["als_relative"] for f, _ in pairs] == [1.0, 0.5, 0.25]
+
+
+def test_serving_reranks_a_scored_list_by_click_probability(trained):
+    from services.recommender.features import FeatureSource, ItemFacts
+
+    # Clicks follow tag_match: "b" shares the user's only tag, "a" does not.
+    items = {
+        "seen": ItemFacts(tags=("x",)),
+        "a": ItemFacts(tags=("y",)),
+        "b": ItemFacts(tags=("x",)),
+    }
+    source = FeatureSource.from_events([("u", "seen", 1.0, 0.0)], now=10.0, items=items)
+    ranked = trained.rerank_scored(source, "u", [("a", 1.0), ("b", 0.99)])
+    assert [item for item, _ in ranked] == ["b", "a"]
