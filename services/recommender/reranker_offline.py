@@ -182,6 +182,7 @@ def evaluate_reranker(
         "impressions": len(pairs),
         "clicks": clicks,
         "test_users": len(lists),
+        "protocol": "per_user_temporal",
         "weights": reranker.weights(),
         "seconds": round(time.monotonic() - started, 3),
     }

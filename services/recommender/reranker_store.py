@@ -34,6 +34,19 @@ def _row(r) -> RerankerVersion:
     return RerankerVersion(r[0], r[1], r[2].isoformat(), r[3], r[4], tuple(r[5]), r[6])
 
 
+def checkpoint_evaluation(store: RerankerStore, result: dict, k: int = 10) -> RerankerVersion:
+    """Checkpoint the re-ranker an offline evaluation (``reranker_offline.evaluate_reranker``)
+    trained, through the gate, with the evaluation's figures."""
+    ndcg = result[f"ndcg@{k}"]
+    metrics = {
+        name: result[name]
+        for name in ("impressions", "clicks", "test_users", "seconds", "protocol")
+    }
+    return store.save(
+        result["reranker"], ndcg=ndcg["reranked"], baseline_ndcg=ndcg["als"], metrics=metrics
+    )
+
+
 class RerankerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

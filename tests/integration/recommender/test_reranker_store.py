@@ -87,3 +87,26 @@ def test_a_reranker_worse_than_als_order_is_not_activated(engine, reranker):
 
 def test_no_active_reranker_means_none(engine):
     assert RerankerStore(engine).active() is None
+
+
+def test_an_offline_evaluation_is_checkpointed_through_the_gate(engine):
+    from services.recommender.model import AlsParams
+    from services.recommender.reranker_offline import evaluate_reranker
+    from services.recommender.reranker_store import checkpoint_evaluation
+    from shared.data.movielens import Rating
+
+    # A small world where each user reads items in order: what they read next is close to
+    # what they read last, the signal the re-ranker has and ALS's order lacks.
+    rng = __import__("random").Random(4)
+    ratings = []
+    for user in range(60):
+        start = rng.randrange(40)
+        for step in range(20):
+            item = (start + step + rng.randrange(3)) % 60
+            ratings.append(Rating(str(user), str(item), 5.0, 1_000_000 + user * 100 + step))
+    result = evaluate_reranker(ratings, params=AlsParams(factors=8, regularization=0.1))
+    saved = checkpoint_evaluation(RerankerStore(engine), result)
+    ndcg = result["ndcg@10"]
+    assert (saved.ndcg, saved.baseline_ndcg) == (ndcg["reranked"], ndcg["als"])
+    assert saved.status == ("active" if ndcg["reranked"] > ndcg["als"] else "rejected")
+    assert saved.metrics["protocol"] == "per_user_temporal" and saved.metrics["impressions"] > 0
