@@ -110,3 +110,24 @@ def test_an_offline_evaluation_is_checkpointed_through_the_gate(engine):
     assert (saved.ndcg, saved.baseline_ndcg) == (ndcg["reranked"], ndcg["als"])
     assert saved.status == ("active" if ndcg["reranked"] > ndcg["als"] else "rejected")
     assert saved.metrics["protocol"] == "per_user_temporal" and saved.metrics["impressions"] > 0
+
+
+def test_marquee_reranker_list_shows_versions_and_status(
+    engine, settings, reranker, monkeypatch, capsys
+):
+    import argparse
+
+    from services.recommender.cli_reranker import register
+
+    RerankerStore(engine).save(reranker, ndcg=0.24, baseline_ndcg=0.20)
+    RerankerStore(engine).save(reranker, ndcg=0.10, baseline_ndcg=0.20)
+    monkeypatch.setenv("MARQUEE_POSTGRES_DSN", settings.postgres_dsn.get_secret_value())
+    monkeypatch.setenv("MARQUEE_POSTGRES_SCHEMA", settings.postgres_schema)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env-file", default=None)
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["reranker", "list"])
+    assert args.handler(args, settings) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["2", "rejected", "0.1000", "0.2000", "0.50x"]
+    assert lines[2].split() == ["1", "active", "0.2400", "0.2000", "1.20x"]
