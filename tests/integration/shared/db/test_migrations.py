@@ -18,6 +18,7 @@ EXPECTED_TABLES = {
     "item_factors",
     "generated_content",
     "apps",
+    "reranker_versions",
     "alembic_version",
 }
 
