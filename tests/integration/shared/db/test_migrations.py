@@ -22,6 +22,7 @@ EXPECTED_TABLES = {
     "experiment_arms",
     "experiment_user_counts",
     "experiment_interleaving_credits",
+    "reranker_versions",
     "alembic_version",
 }
 
