@@ -185,6 +185,7 @@ def _measure(ctx: Context) -> dict:
     "digest_grounding",
     unit="share",
     target_ratio=3.0,
+    target_range=(0.6, 1.0),
     description=f"""
         Share of the recommended items ({ITEMS} per reader, {USERS} MovieLens readers,
         recommender trained on MovieLens-100k) whose title, or its longest word, the
