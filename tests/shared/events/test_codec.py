@@ -369,9 +369,7 @@ def test_an_impression_shows_each_position_once(sample_event):
         CODEC.decode(json.dumps(doc).encode(), topic="impressions")
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("position", 0), ("position", 201), ("score", "NaN")]
-)
+@pytest.mark.parametrize(("field", "value"), [("position", 0), ("position", 201), ("score", "NaN")])
 def test_an_impression_refuses_impossible_slots(sample_event, field, value):
     doc = json.loads(CODEC.encode(sample_event("marquee.impression.v1")))
     doc["data"]["items"][0][field] = value
