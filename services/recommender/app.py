@@ -24,6 +24,7 @@ from shared.topics import full_name
 
 from .catalog_store import PostgresCatalog
 from .http import install_views
+from .impressions import ImpressionLog
 from .metrics import RecommenderMetrics
 from .model_store import ModelStore
 from .settings import RecommenderSettings
@@ -51,6 +52,8 @@ def build(settings: RecommenderSettings) -> Service:
     app = service.app
     engine = make_engine(settings)
     encode, content_model, no_encoder = content_encoder(settings)
+    metrics = RecommenderMetrics.create(service.metrics)
+    publish_impressions = service.publish if settings.recommender_publish_impressions else None
     worker = RecommenderWorker(
         settings,
         interactions=InteractionStore(engine),
@@ -60,7 +63,8 @@ def build(settings: RecommenderSettings) -> Service:
         content_model=content_model,
         publish=service.publish,
         dead_letter=service.dead_letter,
-        metrics=RecommenderMetrics.create(service.metrics),
+        metrics=metrics,
+        impressions=ImpressionLog(publish_impressions, metrics.impressions),
         codec=service.codec,
         counters=service.counters,  # reported in every heartbeat
     )
