@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
-
 from shared.db import make_engine
 from shared.errors import MarqueeError
 from shared.service import Service, create_app
@@ -70,13 +68,8 @@ def build(settings: RecommenderSettings) -> Service:
     )
     app.service(worker)  # started and stopped with the app
 
-    def postgres_check() -> tuple[bool, str]:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True, "reachable"
-
     service.require_assignment()
-    service.health.add("postgres", postgres_check)
+    service.require_postgres(engine)
     service.health.add("ingest", worker.ingest_check)
     service.health.add("model", worker.model_check)
     # Informative, not failing: without it the catalog still serves names and hides items.
