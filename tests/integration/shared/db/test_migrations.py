@@ -18,6 +18,9 @@ EXPECTED_TABLES = {
     "item_factors",
     "generated_content",
     "apps",
+    "feedback_impressions",
+    "feedback_slots",
+    "feedback_interactions",
     "alembic_version",
 }
 
