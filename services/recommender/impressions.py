@@ -50,9 +50,17 @@ class ImpressionLog:
         strategy: str,
         model_version: int | None,
         surface: str | None = None,
+        answering: str | None = None,
     ) -> str:
-        """The new impression's id; its event is on its way to ``impressions``."""
-        impression_id = uuid.uuid4().hex
+        """The new impression's id; its event is on its way to ``impressions``.
+
+        ``answering``: the idempotency key of the request being answered, when there is one
+        (a Kafka request's ``source/id``). The id is then derived from it, so an answer
+        retried after a failed reply publishes the same impression again, which the
+        feedback service keeps once, instead of a second one nobody saw."""
+        impression_id = (
+            uuid.uuid5(uuid.NAMESPACE_URL, answering).hex if answering else uuid.uuid4().hex
+        )
         if self.publish is None:
             return impression_id
         if len(self.in_flight) >= self.max_in_flight:

@@ -516,6 +516,7 @@ class RecommenderWorker(mode.Service):
                     strategy=strategy,
                     model_version=current.version.id,
                     surface=request.surface,
+                    answering=parsed.idempotency_key,
                 ),
             )
         await self.publish(RecommendationsEvent.create(reply, source="urn:marquee:recommender"))

@@ -77,3 +77,11 @@ def test_turned_off_it_still_mints_ids():
     assert log.served("u", ITEMS, strategy="als", model_version=1) != log.served(
         "u", ITEMS, strategy="als", model_version=1
     )
+
+
+def test_a_retried_answer_to_one_request_names_the_same_impression():
+    log = ImpressionLog(None)
+    first = log.served("u", ITEMS, strategy="als", model_version=1, answering="urn:app/req-1")
+    again = log.served("u", ITEMS, strategy="als", model_version=1, answering="urn:app/req-1")
+    other = log.served("u", ITEMS, strategy="als", model_version=1, answering="urn:app/req-2")
+    assert first == again != other
