@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,3 +213,71 @@ def test_every_answer_names_its_impression_and_the_impression_is_published(
             "home",
             1,
         )
+
+
+def test_simulated_readers_ctr_per_strategy_matches_postgres(recommender, topics, engine, tmp_path):
+    """Readers through the collector, clicks attributed: the endpoint's CTR per strategy
+    is what the simulator sent and what Postgres holds."""
+    from services.collector.store import AppStore
+
+    source = "urn:sim:web"
+    _, key = AppStore(engine).add("sim", ["marquee.interaction.v1"], source)
+    collect = [sys.executable, "-m", "shared.cli.main", "serve", "collector"]
+    with (
+        service_worker(
+            topics,
+            tmp_path,
+            collect,
+            PYTHONPATH=PYTHONPATH,
+            MARQUEE_COLLECTOR_KEYS_REFRESH_SECONDS="0.5",
+        ) as (_, collector),
+        feedback_worker(topics, tmp_path) as (_, feedback),
+    ):
+        simulated = marquee(
+            topics,
+            "simulate",
+            "readers",
+            "--key",
+            "-",
+            "--source",
+            source,
+            "--readers",
+            "40",
+            "--seed",
+            "3",
+            "--recommender",
+            f"http://127.0.0.1:{recommender}",
+            "--collector",
+            f"http://127.0.0.1:{collector}",
+            input=key + "\n",
+            PYTHONPATH=PYTHONPATH,
+        )
+        assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        sent = {
+            line.split(":")[0]: int(line.split(" clicks")[0].rsplit(" ", 1)[1])
+            for line in simulated.stdout.splitlines()
+            if " clicks, CTR " in line
+        }
+        assert sum(sent.values()) > 0, simulated.stdout
+
+        def settled():
+            groups = ctr(feedback)["groups"]
+            per_strategy = defaultdict(int)
+            for g in groups:
+                per_strategy[g["strategy"]] += g["clicks"]
+            lists = sum(g["lists"] for g in groups)
+            return groups if dict(per_strategy) == sent and lists == 40 else None
+
+        groups = eventually(settled, timeout=60)
+        assert groups, (ctr(feedback), sent)
+        with engine.connect() as conn:
+            stored = dict(
+                conn.execute(
+                    text(
+                        "SELECT i.strategy, count(DISTINCT (f.impression_id, f.item_id))"
+                        " FROM feedback_interactions f JOIN feedback_impressions i"
+                        " USING (impression_id) WHERE f.action = 'click' GROUP BY i.strategy"
+                    )
+                ).all()
+            )
+        assert stored == {strategy: n for strategy, n in sent.items() if n}
