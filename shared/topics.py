@@ -69,6 +69,15 @@ _BASE = (
         description="clicks, views, likes, shares, dwell; keyed by user so one user is ordered",
     ),
     TopicSpec(
+        "impressions",
+        6,
+        7 * DAY_MS,
+        "user_id",
+        ("marquee.impression.v1",),
+        has_dlq=True,
+        description="recommendation lists as shown (items, positions, model); keyed by user",
+    ),
+    TopicSpec(
         "content-requests",
         3,
         7 * DAY_MS,

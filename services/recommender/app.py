@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import text
-
 from shared.db import make_engine
 from shared.errors import MarqueeError
 from shared.service import Service, create_app
@@ -24,6 +22,7 @@ from shared.topics import full_name
 
 from .catalog_store import PostgresCatalog
 from .http import install_views
+from .impressions import ImpressionLog
 from .metrics import RecommenderMetrics
 from .model_store import ModelStore
 from .settings import RecommenderSettings
@@ -51,6 +50,8 @@ def build(settings: RecommenderSettings) -> Service:
     app = service.app
     engine = make_engine(settings)
     encode, content_model, no_encoder = content_encoder(settings)
+    metrics = RecommenderMetrics.create(service.metrics)
+    publish_impressions = service.publish if settings.recommender_publish_impressions else None
     worker = RecommenderWorker(
         settings,
         interactions=InteractionStore(engine),
@@ -60,19 +61,15 @@ def build(settings: RecommenderSettings) -> Service:
         content_model=content_model,
         publish=service.publish,
         dead_letter=service.dead_letter,
-        metrics=RecommenderMetrics.create(service.metrics),
+        metrics=metrics,
+        impressions=ImpressionLog(publish_impressions, metrics.impressions),
         codec=service.codec,
         counters=service.counters,  # reported in every heartbeat
     )
     app.service(worker)  # started and stopped with the app
 
-    def postgres_check() -> tuple[bool, str]:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True, "reachable"
-
     service.require_assignment()
-    service.health.add("postgres", postgres_check)
+    service.require_postgres(engine)
     service.health.add("ingest", worker.ingest_check)
     service.health.add("model", worker.model_check)
     # Informative, not failing: without it the catalog still serves names and hides items.

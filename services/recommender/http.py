@@ -1,6 +1,6 @@
 """The recommender's HTTP API on the Faust web server (behind MARQUEE_HTTP_TOKEN if set).
 
-GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article&max_per_tag=2
+GET /users/{user_id}/recommendations?k=10&exclude_seen=true&kind=article&max_per_tag=2&surface=home
 GET /items/{item_id}/similar?k=10
 GET /items/popular?k=10&window=24h&kind=article&max_per_tag=2
 GET /models
@@ -9,6 +9,7 @@ GET /models
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
@@ -28,6 +29,8 @@ MAX_WINDOW_SECONDS = 366 * 86_400
 #: Path ids match whatever the event schemas allow in an id, braces included.
 USER = f"{{user_id:{params.PATH_ID}}}"
 ITEM = f"{{item_id:{params.PATH_ID}}}"
+#: As ``marquee.impression.v1`` names a surface.
+SURFACE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 
 
 def _k(request: Request) -> int:
@@ -40,6 +43,13 @@ def _kind(request: Request) -> str | None:
 
 def _max_per_tag(request: Request, default: int) -> int:
     return params.integer(request.query, "max_per_tag", default, low=0, high=MAX_K)
+
+
+def _surface(request: Request) -> str | None:
+    surface = params.text(request.query, "surface", max_length=64)
+    if surface is not None and not SURFACE.match(surface):
+        raise BadParameter("surface must be lower-case letters, digits and _.:- (e.g. home)")
+    return surface
 
 
 def install_views(service: Service, worker: RecommenderWorker) -> None:
@@ -65,6 +75,7 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 k, kind = _k(request), _kind(request)
                 exclude_seen = params.flag(request.query, "exclude_seen", True)
                 cap = _max_per_tag(request, current.recommender.shaping.max_per_tag)
+                surface = _surface(request)
             except BadParameter as exc:
                 return self.json({"error": str(exc)}, status=400)
             items, strategy = await recommend_async(
@@ -76,6 +87,13 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                     "items": described(current.recommender, items),
                     "strategy": strategy,
                     "model_version": current.version.id,
+                    "impression_id": worker.impressions.served(
+                        user_id,
+                        items,
+                        strategy=strategy,
+                        model_version=current.version.id,
+                        surface=surface,
+                    ),
                 }
             )
 

@@ -24,6 +24,8 @@ class RecommenderMetrics:
     retrains: Counter
     retrain_seconds: Histogram
     model_version: Gauge
+    #: Impressions by outcome: published, failed, dropped.
+    impressions: Counter
     #: ``precision`` and ``ndcg``: held-out scores @10 of the served version, by model.
     quality: dict[str, Gauge]
 
@@ -61,6 +63,9 @@ class RecommenderMetrics:
                 buckets=(1, 5, 15, 60, 300, 1800),
             ),
             model_version=m.gauge("marquee_model_version", "Active model version served (0: none)"),
+            impressions=m.counter(
+                "marquee_impressions_total", "Served lists sent to impressions", ("outcome",)
+            ),
             quality={
                 name: m.gauge(
                     f"marquee_model_{name}_at_10",

@@ -81,6 +81,10 @@ class RecommenderSettings(Settings):
     #: variety, and where it pays depends on how the newsroom tags).
     recommender_max_per_tag: int = Field(default=0, ge=0, le=200)
 
+    #: Publish an impression (``impressions``) for every list served; off for callers that log
+    #: their own. Answers carry an ``impression_id`` either way.
+    recommender_publish_impressions: bool = True
+
     #: The content encoder's model directory (set-up builds the default one).
     recommender_content_model_dir: Path = DEFAULT_CONTENT_MODEL_DIR
 

@@ -36,6 +36,7 @@ from shared.retry import retry_until_done
 from . import freshness
 from .confidence import Weights
 from .content import content_text
+from .impressions import ImpressionLog
 from .metrics import RecommenderMetrics
 from .model_store import TrainingBusy
 from .persistence import (
@@ -99,6 +100,7 @@ class RecommenderWorker(mode.Service):
         codec: EventCodec | None = None,
         counters: dict[str, float] | None = None,
         train: Train | None = None,
+        impressions: ImpressionLog | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
@@ -115,6 +117,8 @@ class RecommenderWorker(mode.Service):
         self.codec = codec or EventCodec()
         self.train = train or ProcessTrainer(settings)
         self.clock = clock
+        #: Mints every answer's impression id (and publishes the list, when it is set to).
+        self.impressions = impressions or ImpressionLog(None)
         self.weights = Weights.from_settings(settings)
         self.policy = settings.retrain_policy()
         #: Totals reported in every heartbeat (the service's ``counters``).
@@ -506,5 +510,13 @@ class RecommenderWorker(mode.Service):
                 items=described(current.recommender, items),
                 strategy=strategy,
                 model_version=current.version.id,
+                impression_id=self.impressions.served(
+                    request.user_id,
+                    items,
+                    strategy=strategy,
+                    model_version=current.version.id,
+                    surface=request.surface,
+                    answering=parsed.idempotency_key,
+                ),
             )
         await self.publish(RecommendationsEvent.create(reply, source="urn:marquee:recommender"))

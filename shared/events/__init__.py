@@ -15,6 +15,8 @@ from .models import (
     GenerationTimings,
     Heartbeat,
     HeartbeatEvent,
+    Impression,
+    ImpressionEvent,
     Interaction,
     InteractionEvent,
     Item,
@@ -24,6 +26,7 @@ from .models import (
     Recommendations,
     RecommendationsEvent,
     ScoredItem,
+    ShownItem,
 )
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "GenerationTimings",
     "Heartbeat",
     "HeartbeatEvent",
+    "Impression",
+    "ImpressionEvent",
     "Interaction",
     "InteractionEvent",
     "Item",
@@ -51,4 +56,5 @@ __all__ = [
     "Recommendations",
     "RecommendationsEvent",
     "ScoredItem",
+    "ShownItem",
 ]

@@ -67,6 +67,9 @@ class Interaction(Strict):
     dwell_seconds: float | None = Field(default=None, ge=0, le=86_400)
     #: Explicit rating where the app has one (MovieLens replays carry 1-5 stars).
     rating: float | None = Field(default=None, ge=0, le=10)
+    #: The recommendation list the item was picked from (``marquee.impression.v1``), so a
+    #: click, like or dwell is attributed to that list and position; absent: organic.
+    impression_id: Id | None = None
 
     @model_validator(mode="after")
     def _dwell_needs_seconds(self) -> Interaction:
@@ -78,6 +81,47 @@ class Interaction(Strict):
 class InteractionEvent(Envelope[Interaction]):
     event_type = "marquee.interaction.v1"
     type: Literal["marquee.interaction.v1"] = "marquee.interaction.v1"
+
+
+# --- impressions -----------------------------------------------------------------------
+#: A short lower-case name: a strategy, a surface, an experiment or an arm.
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.:-]*$")
+]
+
+
+class ShownItem(Strict):
+    item_id: Id
+    #: 1 is the top of the list.
+    position: int = Field(ge=1, le=200)
+    score: float = Field(allow_inf_nan=False)
+
+
+class Impression(Strict):
+    """A recommendation list as it was shown to a user: what, where, and by which model."""
+
+    impression_id: Id
+    user_id: Id
+    items: list[ShownItem] = Field(max_length=200)
+    #: ``als``, ``popularity``, or what a front end that logs its own lists calls its own.
+    strategy: Name
+    model_version: int | None = None
+    #: Where the list was shown: ``home``, ``article-footer``, ``digest``...
+    surface: Name = "default"
+    experiment: Name | None = None
+    arm: Name | None = None
+
+    @model_validator(mode="after")
+    def _positions_unique(self) -> Impression:
+        positions = [item.position for item in self.items]
+        if len(set(positions)) != len(positions):
+            raise ValueError("items: each position may be shown once")
+        return self
+
+
+class ImpressionEvent(Envelope[Impression]):
+    event_type = "marquee.impression.v1"
+    type: Literal["marquee.impression.v1"] = "marquee.impression.v1"
 
 
 # --- content generation -----------------------------------------------------------------
@@ -185,6 +229,8 @@ class RecommendationRequest(Strict):
     kind: str | None = Field(default=None, max_length=64)
     #: The most items of one tag in the list (0: no cap); unset: the recommender's setting.
     max_per_tag: int | None = Field(default=None, ge=0, le=200)
+    #: Where the list will be shown, recorded on its impression.
+    surface: Name | None = None
 
 
 class RecommendationRequestEvent(Envelope[RecommendationRequest]):
@@ -208,6 +254,8 @@ class Recommendations(Strict):
     model_version: int | None = None
     #: Why ``items`` is empty when no recommendations could be made (no model yet).
     error: str | None = Field(default=None, max_length=1_000)
+    #: Send it back on the interactions this list leads to (``marquee.impression.v1``).
+    impression_id: Id | None = None
 
 
 class RecommendationsEvent(Envelope[Recommendations]):
@@ -257,6 +305,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
     for cls in (
         ItemEvent,
         InteractionEvent,
+        ImpressionEvent,
         ContentRequestEvent,
         GeneratedContentEvent,
         ContentChunkEvent,

@@ -106,6 +106,16 @@ class Service:
 
         self.health.add("kafka_assignment", assigned)
 
+    def require_postgres(self, engine) -> None:  # noqa: ANN001 - a SQLAlchemy Engine
+        """Add a readiness check: ``engine``'s database answers a query."""
+
+        def reachable() -> tuple[bool, str]:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True, "reachable"
+
+        self.health.add("postgres", reachable)
+
     def has_token(self, request: Request) -> bool:
         """True when no token is configured or the request carries it."""
         token = self.settings.http_token

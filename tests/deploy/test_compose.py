@@ -27,7 +27,13 @@ DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 #: Service -> the port its HTTP server listens on inside the container.
-SERVING = {"recommender": 6066, "generator": 6067, "dashboard": 6068, "collector": 6069}
+SERVING = {
+    "recommender": 6066,
+    "generator": 6067,
+    "dashboard": 6068,
+    "collector": 6069,
+    "feedback": 6071,
+}
 REQUIRED_SERVICES = {"kafka", "postgres", "migrate", *SERVING}
 #: Set by the user for Compose itself, not read by Marquee's settings.
 COMPOSE_LEVEL_VARS = {"MARQUEE_PG_PASSWORD"}

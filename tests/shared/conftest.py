@@ -29,6 +29,20 @@ SAMPLE_DATA: dict[str, dict] = {
         "action": "dwell",
         "dwell_seconds": 12.5,
         "rating": 4.0,
+        "impression_id": "imp-1",
+    },
+    "marquee.impression.v1": {
+        "impression_id": "imp-1",
+        "user_id": "u-1",
+        "items": [
+            {"item_id": "i-1", "position": 1, "score": 0.9},
+            {"item_id": "i-2", "position": 2, "score": -0.5},
+        ],
+        "strategy": "als",
+        "model_version": 3,
+        "surface": "home",
+        "experiment": "reranker-2026-12",
+        "arm": "control",
     },
     "marquee.content_request.v1": {
         "request_id": "r-1",
@@ -71,6 +85,7 @@ SAMPLE_DATA: dict[str, dict] = {
         "strategy": "als",
         "model_version": 3,
         "items": [{"item_id": "i-1", "score": 0.9}, {"item_id": "i-2", "score": -0.5}],
+        "impression_id": "imp-1",
     },
     "marquee.heartbeat.v1": {
         "service": "recommender",

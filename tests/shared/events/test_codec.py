@@ -351,3 +351,27 @@ def test_decode_all_takes_a_valid_array_in_one_pass_and_refuses_any_bad_one():
         CODEC.decode_all(json.dumps(items).encode())
     with pytest.raises(InvalidEvent, match="in the future"):
         CODEC.decode_all(json.dumps([interaction(time=now_iso(days=1))]).encode())
+
+
+# --- impressions ----------------------------------------------------------------------------
+
+
+def test_an_interaction_without_impression_id_is_still_valid():
+    """The field is additive: events written before it decode unchanged."""
+    event = CODEC.decode(json.dumps(interaction()).encode(), topic="interactions")
+    assert event.data.impression_id is None
+
+
+def test_an_impression_shows_each_position_once(sample_event):
+    doc = json.loads(CODEC.encode(sample_event("marquee.impression.v1")))
+    doc["data"]["items"][1]["position"] = 1
+    with pytest.raises(InvalidEvent, match="each position may be shown once"):
+        CODEC.decode(json.dumps(doc).encode(), topic="impressions")
+
+
+@pytest.mark.parametrize(("field", "value"), [("position", 0), ("position", 201), ("score", "NaN")])
+def test_an_impression_refuses_impossible_slots(sample_event, field, value):
+    doc = json.loads(CODEC.encode(sample_event("marquee.impression.v1")))
+    doc["data"]["items"][0][field] = value
+    with pytest.raises(InvalidEvent, match=f"items.0.{field}"):
+        CODEC.decode(json.dumps(doc).encode(), topic="impressions")

@@ -7,7 +7,7 @@ same offline split, and a status. A version that does not beat ALS order offline
 so activation is one transaction that retires the old one.
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0011
 Create Date: 2026-12-03
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 revision = "0012"
 # The head on main when this was written; a branch merged before it moves this pointer.
-down_revision = "0006"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

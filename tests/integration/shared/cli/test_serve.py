@@ -51,7 +51,7 @@ def test_every_service_binds_its_own_default_port(topics, engine, tmp_path):
                     pass
             time.sleep(0.5)
         assert not waiting, {n: (tmp_path / f"{n}.log").read_text()[-2000:] for n in waiting}
-        assert sorted(ports.values()) == [6066, 6067, 6068, 6069]
+        assert sorted(ports.values()) == [6066, 6067, 6068, 6069, 6071]
         # SIGTERM stops each within the grace period the README documents (15 s).
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)

@@ -23,6 +23,9 @@ EXPECTED_TABLES = {
     "experiment_user_counts",
     "experiment_interleaving_credits",
     "reranker_versions",
+    "feedback_impressions",
+    "feedback_slots",
+    "feedback_interactions",
     "alembic_version",
 }
 
