@@ -122,6 +122,17 @@ class BatchIngest(mode.Service, ConsumerRebalanceListener):
     # The loop.
 
     async def _consume(self) -> None:
+        try:
+            await self._batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug, not bad input (that is dead-lettered): stop the worker rather than
+            # stall the partitions silently or read past the batch that failed.
+            log.exception("the interactions ingest failed; stopping the worker")
+            await self.crash(exc)
+
+    async def _batches(self) -> None:
         while True:
             fetched = await self.consumer.getmany(
                 timeout_ms=int(self.wait_seconds * 1000), max_records=self.batch_size
@@ -134,6 +145,8 @@ class BatchIngest(mode.Service, ConsumerRebalanceListener):
             if self._writing is not None:
                 # One batch written at a time, in order; wait() leaves a cancelled one be.
                 await asyncio.wait([self._writing])
+                if not self._writing.cancelled() and self._writing.exception():
+                    raise self._writing.exception()
             if self.rebalancing or generation != self.generation:
                 continue  # revoked while decoding: its partitions' new owner reads it
             self._writing = asyncio.create_task(self._write(batch, decoded, generation))
