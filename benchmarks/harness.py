@@ -92,6 +92,9 @@ class Benchmark:
     higher_is_better: bool = True
     #: The ratio the issue asks for (``None``: no target, just a figure to watch).
     target_ratio: float | None = None
+    #: Where the figure itself must land, for calibration figures (a false-positive rate)
+    #: that are right in a range rather than better the higher or the lower.
+    target_range: tuple[float, float] | None = None
     #: Whether the benchmark needs the broker (the CLI checks it is reachable first).
     needs_kafka: bool = True
 
@@ -112,6 +115,12 @@ class Benchmark:
     def meets_target(self, ratio: float) -> bool | None:
         return None if self.target_ratio is None else ratio >= self.target_ratio
 
+    def in_target_range(self, value: float) -> bool | None:
+        if self.target_range is None:
+            return None
+        low, high = self.target_range
+        return low <= value <= high
+
 
 _REGISTRY: dict[str, Benchmark] = {}
 
@@ -124,6 +133,7 @@ def benchmark(
     command: str | None = None,
     higher_is_better: bool = True,
     target_ratio: float | None = None,
+    target_range: tuple[float, float] | None = None,
     needs_kafka: bool = True,
 ) -> Callable[[Callable[[Context], Result]], Callable[[Context], Result]]:
     """Register the decorated function as the benchmark ``name``."""
@@ -139,6 +149,7 @@ def benchmark(
             func=func,
             higher_is_better=higher_is_better,
             target_ratio=target_ratio,
+            target_range=target_range,
             needs_kafka=needs_kafka,
         )
         return func
@@ -192,6 +203,11 @@ def summary(bench: Benchmark, result: Result) -> str:
     if met is not None:
         verdict = "meets the target" if met else "MISSES the target"
         line += f"; {verdict} (ratio ≥ {bench.target_ratio:.2f})"
+    in_range = bench.in_target_range(result.value)
+    if in_range is not None:
+        verdict = "meets the target" if in_range else "MISSES the target"
+        low, high = bench.target_range  # type: ignore[misc]
+        line += f"; {verdict} (value in {low:g}–{high:g} {bench.unit})"
     return line
 
 
@@ -313,13 +329,18 @@ def render_markdown(
             met = bench.meets_target(row["ratio"])
             if met is not None:
                 ratio += f" {'✅' if met else '❌'} target ≥ {bench.target_ratio:.2f}"
+        value = f"{fmt(row['value'])} {row['unit']}"
+        in_range = bench.in_target_range(row["value"]) if bench is not None else None
+        if in_range is not None:
+            low, high = bench.target_range  # type: ignore[union-attr,misc]
+            value += f" {'✅' if in_range else '❌'} target {low:g}–{high:g}"
         lines.append(
             "| "
             + " | ".join(
                 _cell(c)
                 for c in (
                     f"`{row['name']}`",
-                    f"{fmt(row['value'])} {row['unit']}",
+                    value,
                     f"{row['baseline']}: {fmt(row['baseline_value'])} {row['unit']}",
                     ratio,
                     f"`{row['command']}`",

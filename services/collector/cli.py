@@ -6,8 +6,7 @@ then add under a new name), never recovered.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
+from shared.cli.stores import open_store
 from shared.config import Settings
 from shared.errors import ConfigurationError
 
@@ -31,25 +30,10 @@ def register(commands) -> None:
     revoke.set_defaults(handler=run_revoke)
 
 
-@contextmanager
 def _store(settings: Settings):
-    from sqlalchemy.exc import ProgrammingError
-
-    from shared.db import make_engine
-
     from .store import AppStore
 
-    engine = make_engine(settings)
-    try:
-        yield AppStore(engine)
-    except ProgrammingError as exc:
-        if "apps" in str(exc.orig) and "does not exist" in str(exc.orig):
-            raise ConfigurationError(
-                f"schema {settings.postgres_schema} has no apps table: run `marquee db upgrade`"
-            ) from None
-        raise
-    finally:
-        engine.dispose()
+    return open_store(settings, AppStore, "apps")
 
 
 def run_add(args, settings: Settings) -> int:

@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, InvalidEvent, MarqueeError
 from ..kafka import failures as kafka_failures
 from ..logging import configure_logging
 from ..registry import command_registrars
-from . import db, demo, load, publish, replay, schemas, serve, tail, topics, users
+from . import db, demo, experiments, load, publish, replay, schemas, serve, tail, topics, users
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ EXIT_USAGE = 2
 ROOT_OPTIONS = frozenset({"-h", "--help", "-v", "--verbose", "--env-file"})
 #: Commands that run until stopped log at the configured level (INFO by default).
 LONG_RUNNING = frozenset({"serve", "demo"})
+#: Command modules of shared/ itself, in the order ``--help`` lists them.
+BUILT_IN = (topics, publish, tail, replay, load, db, schemas, users, experiments, serve, demo)
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when `make up` wrote it; '' for none); MARQUEE_* environment variables override it",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (topics, publish, tail, replay, load, db, schemas, users, serve, demo):
+    for module in BUILT_IN:
         module.register(commands)
     # Services add their own commands through entry points (shared/registry.py).
     for register in command_registrars():

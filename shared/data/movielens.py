@@ -38,6 +38,16 @@ class Film:
     genres: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A MovieLens-100k user's attributes (``ml-100k.user``; the zip code is left out)."""
+
+    user_id: str
+    age: int
+    gender: str
+    occupation: str
+
+
 def dataset_path(name: str = "ml-100k.inter") -> Path:
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
@@ -132,3 +142,16 @@ def to_item_event(f: Film) -> ItemEvent:
         id=f"ml100k-item-{f.item_id}",
         time=published,
     )
+
+
+def load_readers(path: Path | None = None) -> list[Reader]:
+    """Every user's age, gender and occupation (943), by id; ids are the ratings' ``user_id``s."""
+    expected = ["user_id:token", "age:token", "gender:token", "occupation:token", "zip_code:token"]
+    readers = [
+        Reader(user_id, int(age), gender, occupation)
+        for user_id, age, gender, occupation, _zip in _rows(
+            path or dataset_path("ml-100k.user"), expected
+        )
+    ]
+    readers.sort(key=lambda r: int(r.user_id))
+    return readers

@@ -51,3 +51,18 @@ def test_an_unknown_name_lists_modules_left_out_for_a_missing_package(
     monkeypatch.setattr(cli, "UNAVAILABLE", harness.UNAVAILABLE)
     with pytest.raises(BenchmarkError, match="recommender_serving needs implicit"):
         cli.run(["recommender_serving_p99", "--docs", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict", "mark"), [(0.05, "meets", "✅"), (0.085, "MISSES", "❌")]
+)
+def test_a_figure_with_a_target_range_is_marked_in_or_out_of_it(tmp_path, value, verdict, mark):
+    bench = harness.Benchmark(
+        name="t_rate", unit="of tests", description="t", command="make bench NAME=t_rate",
+        func=lambda ctx: None, higher_is_better=False, target_range=(0.03, 0.07),
+    )  # fmt: skip
+    result = Result(value=value, baseline_name="binomial", baseline_value=0.2)
+    assert f"{verdict} the target (value in 0.03–0.07 of tests)" in harness.summary(bench, result)
+    docs = harness.Docs(tmp_path)
+    docs.record([harness.entry(bench, result)], {"t_rate": bench})
+    assert f"{harness.fmt(value)} of tests {mark} target 0.03–0.07 |" in docs.md_path.read_text()

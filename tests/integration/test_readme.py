@@ -65,6 +65,9 @@ PAGES = {
         "## The script: `/v1/marquee.js`": "HTML and JavaScript for a page, not a command",
         "## From Python: the same semantics": "tests/integration/shared/kafka/test_publisher.py",
     },
+    "docs/experiments.md": {
+        "## Commands": "tests/integration/shared/cli/test_experiments.py (create, list, report, stop)",
+    },
 }
 
 

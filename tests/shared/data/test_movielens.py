@@ -58,3 +58,12 @@ def test_an_unexpected_header_is_a_clear_error(tmp_path):
     path.write_text("item_id:token\ttitle:token_seq\n1\tX\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="unexpected header"):
         movielens.load_films(path)
+
+
+def test_every_reader_has_an_age_gender_and_occupation():
+    readers = movielens.load_readers()
+    assert len(readers) == 943
+    assert readers[0] == movielens.Reader("1", 24, "M", "technician")
+    assert {r.gender for r in readers} == {"M", "F"}
+    ratings = {r.user_id for r in movielens.load_ratings()}
+    assert {r.user_id for r in readers} == ratings

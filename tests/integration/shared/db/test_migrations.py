@@ -18,6 +18,11 @@ EXPECTED_TABLES = {
     "item_factors",
     "generated_content",
     "apps",
+    "experiments",
+    "experiment_arms",
+    "experiment_user_counts",
+    "experiment_interleaving_credits",
+    "reranker_versions",
     "alembic_version",
 }
 
@@ -105,3 +110,43 @@ def test_interaction_indices_are_backfilled_from_the_id_maps(unmigrated):
             )
         ).all()
     assert rows == [("1", True, True), ("2", True, True)]
+
+
+def test_experiments_refuse_bad_definitions_and_orphan_counts(engine):
+    from sqlalchemy.exc import IntegrityError
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO experiments (name, kind, surface, starts_at) VALUES ('e', 'ab', 'home', now())"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO experiment_arms (experiment, arm, position, strategy, weight)"
+                " VALUES ('e', 'a', 0, 'als', 1)"
+            )
+        )
+    refused = [
+        "INSERT INTO experiments (name, kind, surface, starts_at) VALUES ('f', 'abc', 'home', now())",
+        "INSERT INTO experiments (name, kind, surface, starts_at, stops_at)"
+        " VALUES ('f', 'ab', 'home', now(), now() - interval '1 day')",
+        "INSERT INTO experiment_arms (experiment, arm, position, strategy, weight)"
+        " VALUES ('e', 'b', 1, 'als', 0)",
+        "INSERT INTO experiment_arms (experiment, arm, position, strategy, weight)"
+        " VALUES ('e', 'b', 0, 'als', 1)",  # position taken
+        "INSERT INTO experiment_user_counts (experiment, user_id, arm, impressions, clicks)"
+        " VALUES ('e', 'u1', 'nope', 1, 0)",
+    ]
+    for statement in refused:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO experiment_user_counts (experiment, user_id, arm, impressions, clicks)"
+                " VALUES ('e', 'u1', 'a', 3, 1)"
+            )
+        )
+        conn.execute(text("DELETE FROM experiments WHERE name = 'e'"))
+        assert conn.execute(text("SELECT count(*) FROM experiment_user_counts")).scalar() == 0
