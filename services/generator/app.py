@@ -15,8 +15,11 @@ from shared.db import make_engine
 from shared.service import Service, create_app
 from shared.topics import full_name
 
+from .catalog_reader import CatalogReader
 from .content_store import ContentStore
+from .grounding import Grounder
 from .metrics import GeneratorMetrics
+from .recommendations import RecommendationClient
 from .settings import GeneratorSettings
 from .worker import GeneratorWorker
 
@@ -29,15 +32,27 @@ def build(settings: GeneratorSettings) -> Service:
     # needed SIGKILL). Unanswered requests stay unacked and go to the next owner, and a
     # request answered twice gets the stored reply twice, identical.
     app.conf.stream_wait_empty = False
+    db = make_engine(settings)
+    recommender = RecommendationClient(settings, service.publish)
+    app.service(recommender)  # its listener on `recommendations` runs with the app
+    grounder = Grounder(
+        CatalogReader(db),
+        recommender,
+        encoder=settings.content_encoder,
+        digest_items=settings.generator_digest_items,
+        answer_items=settings.generator_answer_items,
+        recommender_timeout=settings.generator_recommender_timeout_seconds,
+    )
     worker = GeneratorWorker(
         settings,
-        store=ContentStore(make_engine(settings)),
+        store=ContentStore(db),
         publish=service.publish,
         dead_letter=service.dead_letter,
         engine_factory=settings.load_engine,
         metrics=GeneratorMetrics.create(service.metrics),
         codec=service.codec,
         counters=service.counters,  # reported in every heartbeat
+        grounder=grounder,
     )
     app.service(worker)  # its loops (model, batcher, watchdog, token stream) run with the app
 

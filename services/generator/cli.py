@@ -26,12 +26,15 @@ def register(commands) -> None:
 
 
 def _register_generate(commands) -> None:
-    from .prompts import KINDS
+    from .prompts import KINDS, PROMPTLESS
+
+    # A digest is written from a reader's recommendations: only the service has them.
+    local = [kind for kind in KINDS if kind not in PROMPTLESS]
 
     parser = commands.add_parser(
         "generate", help="generate text locally with the generator's model"
     )
-    parser.add_argument("--kind", choices=KINDS, default="news")
+    parser.add_argument("--kind", choices=local, default="news")
     parser.add_argument("--prompt", required=True, help="the request's prompt")
     parser.add_argument(
         "--model", type=Path, help="model directory (default: MARQUEE_GENERATOR_MODEL_DIR)"

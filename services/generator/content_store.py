@@ -31,7 +31,8 @@ class ContentStore:
             row = conn.execute(
                 text(
                     "SELECT request_id, reply_id, status, kind, text, error, model, prompt_tokens,"
-                    " completion_tokens, finish_reason, timings, created_at"
+                    " completion_tokens, finish_reason, timings, item_ids, impression_id,"
+                    " created_at"
                     " FROM generated_content WHERE request_id = :r"
                 ),
                 {"r": request_id},
@@ -56,9 +57,10 @@ class ContentStore:
                 text(
                     "INSERT INTO generated_content (request_id, reply_id, kind, prompt, status,"
                     " text, error, model, prompt_tokens, completion_tokens, finish_reason,"
-                    " timings, item_id) VALUES (:request_id, :reply_id, :kind, :prompt,"
-                    " :status, :text, :error, :model, :prompt_tokens, :completion_tokens,"
-                    " :finish_reason, CAST(:timings AS jsonb), :item_id)"
+                    " timings, item_id, item_ids, impression_id) VALUES (:request_id, :reply_id,"
+                    " :kind, :prompt, :status, :text, :error, :model, :prompt_tokens,"
+                    " :completion_tokens, :finish_reason, CAST(:timings AS jsonb), :item_id,"
+                    " :item_ids, :impression_id)"
                     " ON CONFLICT (request_id) DO NOTHING"
                 ),
                 {

@@ -35,3 +35,8 @@ class Stopping(GeneratorError):
     """The engine is stopping (the service shuts down): the batch was abandoned, not failed."""
 
     retriable = True
+
+
+class RecommenderUnavailable(RequestError):
+    """A digest's recommendations did not come: the recommender did not answer in time, or
+    had no items for the reader. The request is answered with this error, once."""

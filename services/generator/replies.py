@@ -45,6 +45,26 @@ def error_reply(request: ContentRequest, error: str, model: str, queued: float) 
     )
 
 
+#: A grounded answer's text when no catalog item is relevant to the question.
+NOTHING_RELEVANT = "I found nothing in the catalog about this, so I cannot answer it from there."
+
+
+def nothing_relevant_reply(request: ContentRequest, model: str) -> GeneratedContent:
+    """A grounded answer that says the catalog has nothing on the question (nothing is
+    generated: a model asked anyway would invent)."""
+    return GeneratedContent(
+        request_id=request.request_id,
+        reply_id=str(uuid.uuid4()),
+        status="ok",
+        kind=request.kind,
+        text=NOTHING_RELEVANT,
+        model=model,
+        finish_reason="stop",
+        timings={"queue_seconds": 0.0, "total_seconds": 0.0},
+        item_ids=[],
+    )
+
+
 def generated_reply(
     request: ContentRequest, result: GenerationResult, model: str, queued: float
 ) -> GeneratedContent:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from shared.config import Settings
+
+log = logging.getLogger(__name__)
 
 #: Where `marquee model build-default` puts converted models (git-ignored).
 DEFAULT_MODELS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
@@ -48,6 +51,28 @@ class GeneratorSettings(Settings):
     #: Positions a prompt pass feeds over a batch's rows: deadlines and a stop are seen
     #: between passes, so a long prompt holds the engine one chunk's time at a time.
     generator_prefill_chunk_tokens: int = Field(default=256, ge=16, le=16_384)
+
+    # Digests and grounded answers: what they are written from.
+    #: How many recommended items a digest introduces when its request names no number.
+    generator_digest_items: int = Field(default=5, ge=1, le=20)
+    #: How long a digest waits for the recommender's reply before it is answered with an error.
+    generator_recommender_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    #: How many retrieved catalog items a grounded answer's prompt holds.
+    generator_answer_items: int = Field(default=5, ge=1, le=20)
+    #: The content encoder the recommender embeds the catalog with, to embed questions;
+    #: missing: grounded answers retrieve by BM25 alone (a log line says so).
+    generator_content_model_dir: Path = DEFAULT_MODELS_CACHE / "all-minilm-l6-v2"
+
+    def content_encoder(self):
+        """The question encoder's ``encode``, or None (logged) when it is not built."""
+        from shared.embedding import Encoder
+        from shared.errors import MarqueeError
+
+        try:
+            return Encoder(self.generator_content_model_dir, threads=1).encode
+        except MarqueeError as exc:
+            log.warning("grounded answers retrieve by BM25 alone: %s", exc)
+            return None
 
     def model_dir(self) -> Path:
         from .default_model import model_dir

@@ -48,11 +48,21 @@ from shared.events.models import ContentChunk, ContentChunkEvent, ContentRequest
 from shared.retry import retry_until_done
 
 from .batching import next_batch, run_or_split, take_expired
+from .budget import fit, prompt_limit
 from .catalog import item_event
 from .engine.types import GenerationRequest, GenerationResult, OnResult, OnToken, TokenEvent
 from .errors import RequestError, Stopping
+from .grounding import Grounder, Grounding, needs_grounding
 from .metrics import GeneratorMetrics
-from .replies import SOURCE, error_reply, fit_reply, generated_reply, reply_event
+from .prompts import template_name
+from .replies import (
+    SOURCE,
+    error_reply,
+    fit_reply,
+    generated_reply,
+    nothing_relevant_reply,
+    reply_event,
+)
 from .sampling import SamplingParams
 from .settings import GeneratorSettings
 
@@ -80,7 +90,12 @@ class TextEngine(Protocol):
 
     device: str
 
-    def render(self, kind: str, prompt: str) -> str: ...
+    context_length: int
+    max_prompt_tokens: int
+
+    def render(self, kind: str, prompt: str, items: list[dict[str, str]] | None = None) -> str: ...
+
+    def count_tokens(self, text: str) -> int: ...
 
     def check_prompt(self, prompt: str) -> int: ...
 
@@ -130,6 +145,9 @@ class Pending:
     deadline: float  # on the monotonic clock, as the times below
     queued_at: float
     arrived: float  # the envelope's time
+    #: The catalog items the prompt holds (a digest's, a grounded answer's).
+    item_ids: list[str] | None = None
+    impression_id: str | None = None
 
 
 class GeneratorWorker(mode.Service):
@@ -145,9 +163,14 @@ class GeneratorWorker(mode.Service):
         codec: EventCodec | None = None,
         counters: dict[str, float] | None = None,
         clock: Clock | None = None,
+        grounder: Grounder | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        #: Finds the catalog items of digests and grounded answers (None: they get an error).
+        self.grounder = grounder
+        #: Requests being grounded (asking the recommender, retrieving), not yet queued.
+        self.grounding: set[asyncio.Task] = set()
         self.store = store
         self.publish = publish
         self.dead_letter = dead_letter
@@ -259,6 +282,14 @@ class GeneratorWorker(mode.Service):
         now = self.clock.monotonic()
         age = max(0.0, (self.clock.now() - parsed.time).total_seconds())
         budget = request.deadline_seconds or self.settings.generator_deadline_seconds
+        if needs_grounding(request):
+            # Grounded in the background (a recommender round trip, a retrieval) while
+            # later requests are admitted; copies meanwhile wait for its reply.
+            self.waiting[request.request_id] = []
+            task = asyncio.ensure_future(self.ground(event, request, now + budget - age, now - age))
+            self.grounding.add(task)
+            task.add_done_callback(self.grounding.discard)
+            return
         try:
             prompt = engine.render(request.kind, request.prompt)
             params = SamplingParams.of(request)
@@ -272,6 +303,81 @@ class GeneratorWorker(mode.Service):
             Pending(event, request, prompt, params, now + budget - age, now, now - age)
         )
         self._show_queue()
+
+    async def ground(
+        self, event: Event, request: ContentRequest, deadline: float, arrived: float
+    ) -> None:
+        """Find a grounded request's items, then queue it with a prompt that holds them
+        (within the prompt budget); answer it at once when it cannot be (no
+        recommendation in time, nothing relevant to a question)."""
+        engine = self.engine
+        found: list[Grounding | RequestError] = []
+
+        async def find() -> None:
+            if self.grounder is None:
+                found.append(RequestError("this generator has no catalog access"))
+                return
+            try:
+                found.append(await self.grounder.ground(request))
+            except RequestError as exc:  # answered, never retried
+                found.append(exc)
+
+        await self.until_done(find, f"grounding {request.request_id}")
+        grounding = found[0]
+        try:
+            if isinstance(grounding, RequestError):
+                raise grounding
+            if not grounding.items:
+                reply = nothing_relevant_reply(request, engine.model_id)
+                await self.until_done(
+                    lambda: self.answer(event, reply, request.prompt),
+                    f"reply to {request.request_id}",
+                )
+                return
+            prompt, item_ids = self.grounded_prompt(engine, request, grounding)
+            params = SamplingParams.of(request)
+        except RequestError as exc:
+            reply = error_reply(request, str(exc), engine.model_id, 0.0)
+            await self.until_done(
+                lambda: self.answer(event, reply, request.prompt), f"reply to {request.request_id}"
+            )
+            return
+        now = self.clock.monotonic()
+        await self.queue.put(
+            Pending(
+                event,
+                request,
+                prompt,
+                params,
+                deadline,
+                now,
+                arrived,
+                item_ids=item_ids,
+                impression_id=grounding.impression_id,
+            )
+        )
+        self._show_queue()
+
+    def grounded_prompt(
+        self, engine: TextEngine, request: ContentRequest, grounding: Grounding
+    ) -> tuple[str, list[str]]:
+        """The prompt with as many of the items as fit the prompt budget (room left for
+        ``max_new_tokens`` of answer), and the ids of those it holds."""
+        name = template_name(request.kind, grounded=True)
+        limit = prompt_limit(
+            engine.max_prompt_tokens, engine.context_length, request.max_new_tokens
+        )
+        items = fit(
+            [item.prompt_fields() for item in grounding.items],
+            lambda items: engine.render(name, request.prompt, items),
+            engine.count_tokens,
+            limit,
+        )
+        if not items:
+            raise RequestError(f"no catalog item fits the prompt budget of {limit} tokens")
+        prompt = engine.render(name, request.prompt, items)
+        engine.check_prompt(prompt)
+        return prompt, [item["item_id"] for item in items]
 
     async def ack(self, event: Event) -> None:
         assert self._ack is not None, "acks come from the stream accept() consumes"
@@ -442,7 +548,12 @@ class GeneratorWorker(mode.Service):
     ) -> GeneratedContent:
         if result.ok:
             self._observe(result)
-        return generated_reply(p.request, result, self.engine.model_id, started - p.queued_at)
+        reply = generated_reply(p.request, result, self.engine.model_id, started - p.queued_at)
+        if p.item_ids is not None and reply.status == "ok":
+            reply = reply.model_copy(
+                update={"item_ids": p.item_ids, "impression_id": p.impression_id}
+            )
+        return reply
 
     def _observe(self, result: GenerationResult) -> None:
         if result.first_token_seconds is not None:

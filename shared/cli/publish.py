@@ -36,7 +36,14 @@ def register(commands) -> None:
 
     req = sub.add_parser("request", help="a request for generated content")
     req.add_argument("--kind", required=True, choices=KINDS)
-    req.add_argument("--prompt", required=True)
+    req.add_argument("--prompt", default="", help="the brief or question (a digest needs none)")
+    req.add_argument("--user", help="whose briefing (a digest needs it)")
+    req.add_argument("--max-items", type=positive_int, help="a digest's items (default: 5)")
+    req.add_argument(
+        "--ungrounded",
+        action="store_true",
+        help="an assistant answer without catalog retrieval (grounded: false)",
+    )
     req.add_argument("--request-id", help="default: a new UUID")
     req.add_argument("--max-new-tokens", type=int, default=256)
     req.add_argument("--temperature", type=float, default=0.7)
@@ -132,6 +139,12 @@ def run_request(args, settings: Settings) -> int:
     }
     if args.seed is not None:
         data["seed"] = args.seed
+    if args.user is not None:
+        data["user_id"] = args.user
+    if args.max_items is not None:
+        data["max_items"] = args.max_items
+    if args.ungrounded:
+        data["grounded"] = False
     event = ContentRequestEvent.create(data, source=args.source, id=request_id)
     if not args.wait:
         return _send(settings, event)
@@ -149,6 +162,8 @@ def run_request(args, settings: Settings) -> int:
             f"the generator answered request {request_id} with an error: {reply.error}"
         )
     print(reply.text)
+    if reply.item_ids is not None:
+        print(f"[items: {', '.join(reply.item_ids) or 'none'}]", file=sys.stderr)
     print(
         f"[{reply.kind}, {reply.completion_tokens} tokens, finish: {reply.finish_reason}, "
         f"model {reply.model}]",

@@ -18,7 +18,7 @@ Id = Annotated[
 ]
 
 InteractionAction = Literal["view", "click", "like", "share", "dwell"]
-ContentKind = Literal["news", "script", "lyrics", "assistant"]
+ContentKind = Literal["news", "script", "lyrics", "assistant", "digest"]
 
 
 #: A short text: no control characters but tab and newline (Postgres cannot store NUL).
@@ -86,7 +86,8 @@ class ContentRequest(Strict):
 
     request_id: Id
     kind: ContentKind
-    prompt: str = Field(min_length=1, max_length=8_000)
+    #: The brief or question; a ``digest`` needs none (its text comes from the catalog).
+    prompt: str = Field(default="", max_length=8_000)
     max_new_tokens: int = Field(default=256, ge=1, le=4_096)
     temperature: float = Field(default=0.7, ge=0, le=2)
     top_k: int = Field(default=50, ge=0, le=1_000)
@@ -95,7 +96,22 @@ class ContentRequest(Strict):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stop: list[str] = Field(default_factory=list, max_length=8)
     deadline_seconds: float | None = Field(default=None, gt=0, le=3_600)
+    #: Whose briefing a ``digest`` is (required for one).
     user_id: Id | None = None
+    #: How many recommended items a ``digest`` introduces (unset: the generator's setting).
+    max_items: int | None = Field(default=None, ge=1, le=20)
+    #: An ``assistant`` answer from retrieved catalog items, citing them; ``false``: the
+    #: model answers on its own, as before.
+    grounded: bool = True
+
+    @model_validator(mode="after")
+    def _kind_has_what_it_needs(self) -> ContentRequest:
+        if self.kind == "digest":
+            if self.user_id is None:
+                raise ValueError("a digest request needs user_id")
+        elif not self.prompt:
+            raise ValueError(f"a {self.kind} request needs a prompt")
+        return self
 
 
 class ContentRequestEvent(Envelope[ContentRequest]):
@@ -124,6 +140,11 @@ class GeneratedContent(Strict):
     finish_reason: Literal["stop", "length", "deadline", "error"] | None = None
     timings: GenerationTimings | None = None
     item_id: str | None = None
+    #: The catalog items the text was written from (a digest's, a grounded answer's).
+    item_ids: list[Id] | None = Field(default=None, max_length=50)
+    #: The impression of the recommendations a digest introduces, when the recommender
+    #: sent one: clicks on the briefing are attributed to it.
+    impression_id: Id | None = None
 
     @model_validator(mode="after")
     def _status_matches_body(self) -> GeneratedContent:

@@ -119,12 +119,14 @@ class Engine:
     def context_length(self) -> int:
         return self.config.context_length
 
-    def render(self, kind: str, prompt: str) -> str:
-        """The text to generate from for a request of ``kind`` (chat template applied)."""
+    def render(self, kind: str, prompt: str, items: list[dict[str, str]] | None = None) -> str:
+        """The text to generate from for a request of ``kind`` (chat template applied),
+        grounded on catalog ``items`` when given."""
         return prompts.render(
             kind,
             prompt,
             self.config.chat_template,
+            items=items,
             bos_token=self.config.bos_token,
             eos_token=self.config.eos_token,
         )

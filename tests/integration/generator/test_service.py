@@ -60,7 +60,8 @@ def test_every_request_gets_exactly_one_reply(generator):
     kinds = ["news", "script", "lyrics", "assistant", "news", "news"]
     with Publisher(settings) as pub:
         for n, kind in enumerate(kinds):
-            pub.publish_sync(request(n, kind))
+            # The assistant in its ungrounded mode: the grounded one is test_briefings.py's.
+            pub.publish_sync(request(n, kind, grounded=kind != "assistant"))
     producer = KafkaProducer(**client_options(settings))
     producer.send(full_name("content-requests", settings.topic_prefix), b'{"nope": 1}', key=b"k")
     producer.flush()

@@ -64,7 +64,7 @@ def test_kind_templates_render_through_the_chat_template():
 
 
 def test_every_kind_renders_and_without_a_chat_template_too():
-    assert set(prompts.KINDS) == {"news", "script", "lyrics", "assistant"}
+    assert set(prompts.KINDS) == {"news", "script", "lyrics", "assistant", "digest"}
     for kind in prompts.KINDS:
         plain = prompts.render(kind, "rain on the harbour", None)
         assert "rain on the harbour" in plain and plain.endswith("\n\n")

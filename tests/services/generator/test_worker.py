@@ -71,6 +71,7 @@ class FakeEngine:
 
     model_id = "fake-model"
     device = "cpu"
+    context_length = 8192
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -81,10 +82,15 @@ class FakeEngine:
         self.gates: dict[str, threading.Event] = {}
         self.stopped = threading.Event()
 
-    def render(self, kind: str, prompt: str) -> str:
+    def render(self, kind: str, prompt: str, items=None) -> str:
         if prompt == "too long":
             raise RequestError("the prompt is 9000 tokens; the context holds 8192")
+        if items is not None:
+            return f"{kind}: {prompt} " + " ".join(f"[{i['item_id']}] {i['title']}" for i in items)
         return f"{kind}: {prompt}"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
     def check_prompt(self, prompt: str) -> int:
         words = len(prompt.split())
@@ -130,7 +136,9 @@ class FakeEngine:
 class Harness:
     """A worker on fakes, with what it stored, published, dead-lettered and acked."""
 
-    def __init__(self, *, codec: EventCodec | None = None, clock=None, **settings) -> None:
+    def __init__(
+        self, *, codec: EventCodec | None = None, clock=None, grounder=None, **settings
+    ) -> None:
         self.log: list[str] = []
         self.engine = FakeEngine()
         self.store = FakeStore(self.log)
@@ -154,6 +162,7 @@ class Harness:
             metrics=GeneratorMetrics.create(Metrics(self.registry)),
             codec=codec or EventCodec(),
             clock=clock,
+            grounder=grounder,
         )
 
     async def _publish(self, event) -> None:
@@ -182,6 +191,7 @@ class Harness:
             if self.worker.engine is None:
                 await self.worker.load()
             await self.worker.accept(stream(), self._ack)
+            await asyncio.gather(*self.worker.grounding)  # digests, grounded answers
 
         asyncio.run(go())
 
@@ -276,7 +286,7 @@ def test_only_complete_pieces_of_public_kinds_become_catalog_items():
     h.engine.texts["news: late"] = ("A late story", "deadline")
     h.send(
         request("r-1"),
-        request("r-2", kind="assistant"),
+        request("r-2", kind="assistant", grounded=False),
         request("r-3", prompt="cut"),
         request("r-4", prompt="late"),
         request("r-5", prompt="too long"),  # an error reply
