@@ -12,7 +12,7 @@ revision replaces them with views of the same name and columns over its impressi
 attributed clicks, so the report's queries need no change.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-03
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 revision = "0011"
 # 0007-0010 are reserved by other branches: whoever merges after them sets this to the
 # highest of them that precedes this one.
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
