@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,9 +357,15 @@ async def open_loop(count: int, rate: float, send: Callable[[int, float], Awaita
 
 @contextmanager
 def worker(
-    stack: Scratch, *, wait_for: str = "/livez", service: str = "recommender", **env: str
+    stack: Scratch,
+    *,
+    wait_for: str = "/livez",
+    service: str = "recommender",
+    command: Sequence[str] | None = None,
+    **env: str,
 ) -> Iterator[Worker]:
-    """``marquee serve <service>`` on the scratch stack, until ``wait_for`` answers 200.
+    """``marquee serve <service>`` (or ``command``, a worker of a benchmark's own) on the
+    scratch stack, until ``wait_for`` answers 200.
 
     /livez suits ingest-only runs (no model: the worker stores but is rightly not ready);
     /readyz waits for an active model as well. SIGTERM afterwards, SIGKILL if it hangs.
@@ -368,7 +374,7 @@ def worker(
     log_path = stack.workdir / f"worker-{port}.log"
     with log_path.open("a") as log:
         proc = subprocess.Popen(
-            [*SERVE, service],
+            list(command or (*SERVE, service)),
             env=stack.env(MARQUEE_HTTP_PORT=str(port), **env),
             stdout=log,
             stderr=subprocess.STDOUT,

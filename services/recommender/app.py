@@ -3,9 +3,11 @@ active model fresh (fold-ins, reloads, scheduled retrains) and answer over HTTP 
 
 Wiring only: topics, agents, timers, views and health checks, over the
 :class:`~.worker.RecommenderWorker` that decides what each batch, tick and request does.
+``interactions`` are read by :class:`~.batch_ingest.BatchIngest` (aiokafka ``getmany``,
+offsets committed after the write); the low-rate topics stay on Faust agents.
 
-Offsets: ``take_events`` acks a batch only when the loop asks for the next one, so a
-batch is committed after its database write and its dead letters succeeded. Leaving the
+Agents' offsets: ``take_events`` acks a batch only when the loop asks for the next one, so
+a batch is committed after its database write and its dead letters succeeded. Leaving the
 loop would ack the batch it holds, so a failing batch is retried, never abandoned
 (shared.retry); redoing a batch is harmless because every write is idempotent.
 Concurrency stays 1 (faust-streaming #606).
@@ -14,12 +16,17 @@ Concurrency stays 1 (faust-streaming #606).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
 
 from shared.db import make_engine
 from shared.errors import MarqueeError
 from shared.service import Service, create_app
+from shared.service.credentials import aiokafka_options
 from shared.topics import full_name
 
+from .batch_ingest import BatchIngest
 from .catalog_store import PostgresCatalog
 from .http import install_views
 from .impressions import ImpressionLog
@@ -45,7 +52,53 @@ def content_encoder(settings: RecommenderSettings):
     return encoder.encode, encoder.name, None
 
 
-def build(settings: RecommenderSettings) -> Service:
+async def take_batches(stream, settings: RecommenderSettings):
+    """A Faust stream's records in batches (acked when the next batch is asked for)."""
+    taken = stream.take_events(
+        settings.recommender_ingest_batch_size,
+        within=settings.recommender_ingest_batch_seconds,
+    )
+    async for events in taken:
+        yield [event.message for event in events]
+
+
+def install_batch_ingest(service: Service, worker: RecommenderWorker) -> None:
+    """Read ``interactions`` with :class:`BatchIngest`, started and stopped with the app,
+    its assignment on /readyz."""
+    ingest = batch_ingest(service.settings, worker)
+    service.app.service(ingest)
+    service.health.add("ingest_assignment", ingest.assignment_check)
+
+
+def batch_ingest(settings: RecommenderSettings, worker: RecommenderWorker) -> BatchIngest:
+    """The interactions ingest: its own consumer, in its own group (see .batch_ingest)."""
+    options = dict(
+        aiokafka_options(settings),
+        client_id=f"{settings.kafka_client_id}-recommender-ingest",
+        group_id=f"{settings.topic_prefix}marquee-recommender-ingest",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.kafka_session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(min(3.0, settings.kafka_session_timeout_seconds / 3) * 1000),
+    )
+    return BatchIngest(
+        lambda: AIOKafkaConsumer(**options),
+        topic=full_name("interactions", settings.topic_prefix),
+        classify=worker.classify,
+        store=worker.ingest,
+        batch_size=settings.recommender_ingest_batch_size,
+        wait_seconds=settings.recommender_ingest_batch_seconds,
+        revoke_grace_seconds=settings.recommender_ingest_revoke_grace_seconds,
+    )
+
+
+def build(
+    settings: RecommenderSettings,
+    *,
+    install_ingest: Callable[[Service, RecommenderWorker], None] = install_batch_ingest,
+) -> Service:
+    """The service. ``install_ingest`` sets up how ``interactions`` are read (the ingest
+    benchmark's Faust-stream baseline installs an agent instead)."""
     service = create_app("recommender", settings)
     app = service.app
     engine = make_engine(settings)
@@ -67,6 +120,7 @@ def build(settings: RecommenderSettings) -> Service:
         counters=service.counters,  # reported in every heartbeat
     )
     app.service(worker)  # started and stopped with the app
+    install_ingest(service, worker)
 
     service.require_assignment()
     service.require_postgres(engine)
@@ -83,27 +137,12 @@ def build(settings: RecommenderSettings) -> Service:
         app.timer(settings.recommender_retrain_check_seconds, on_leader=False)(worker.check_retrain)
 
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    interactions = app.topic(full_name("interactions", settings.topic_prefix), **raw)
     requests = app.topic(full_name("recommendation-requests", settings.topic_prefix), **raw)
     catalog = app.topic(full_name("catalog", settings.topic_prefix), **raw)
 
-    async def batches(stream):
-        """The stream's records in batches (acked when the next batch is asked for)."""
-        taken = stream.take_events(
-            settings.recommender_ingest_batch_size,
-            within=settings.recommender_ingest_batch_seconds,
-        )
-        async for events in taken:
-            yield [event.message for event in events]
-
-    @app.agent(interactions, concurrency=1)
-    async def ingest(stream):
-        async for batch in batches(stream):
-            await worker.ingest(batch)
-
     @app.agent(catalog, concurrency=1)
     async def ingest_items(stream):
-        async for batch in batches(stream):
+        async for batch in take_batches(stream, settings):
             await worker.ingest_items(batch)
 
     @app.agent(requests, concurrency=1)

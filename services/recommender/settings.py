@@ -27,11 +27,15 @@ class RecommenderSettings(Settings):
     recommender_weight_dwell_per_minute: float = Field(default=1.0, ge=0)
     recommender_dwell_max_weight: float = Field(default=5.0, ge=0)
 
-    # Ingest batching: a batch closes at this many events or after this long.
-    recommender_ingest_batch_size: int = Field(default=500, ge=1, le=50_000)
+    # Ingest batching (``getmany``): a batch is at most this many events, and what has
+    # arrived is taken at once; with nothing fetched, a read waits at most this long.
+    recommender_ingest_batch_size: int = Field(default=5_000, ge=1, le=50_000)
     #: 0.1 s: freshness p95 0.12 s instead of 0.51 s at 0.5 s, with no loss of throughput
     #: (under load batches fill by size first); see docs/benchmarks.md.
     recommender_ingest_batch_seconds: float = Field(default=0.1, gt=0, le=60)
+    #: On a rebalance, how long the batch being written may take to finish and commit
+    #: before it is abandoned (uncommitted; the partition's new owner reads it again).
+    recommender_ingest_revoke_grace_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # ALS and retraining (defaults chosen on MovieLens-100k; see docs/benchmarks.md).
     recommender_als_factors: int = Field(default=64, ge=1, le=1024)

@@ -9,9 +9,8 @@ constructor, so every decision here is unit-tested with in-memory fakes and no b
 Scheduled retrains run in a child process (:mod:`.trainer`), so serving keeps the
 interpreter while one runs.
 
-A batch is acked when the agent asks for the next one, so :meth:`RecommenderWorker.ingest`
-returns only once the batch's write and its dead letters succeeded, retrying until then:
-leaving would ack the batch it holds. Redoing a batch is harmless: every write is
+A batch's offsets are committed after :meth:`RecommenderWorker.ingest` returns, so it
+returns only once the batch's write and its dead letters succeeded, retrying until then. Redoing a batch is harmless: every write is
 idempotent.
 """
 
@@ -74,6 +73,8 @@ class Record(Protocol):
 
 
 Publish = Callable[[Envelope], Awaitable[None]]
+#: A batch decoded: its valid interactions as rows, and each invalid record with its reason.
+Classified = tuple[list[InteractionRow], list[tuple[Record, InvalidEvent]]]
 #: Texts -> unit vectors (one row each), run in a thread: the content encoder.
 Encode = Callable[[list[str]], np.ndarray]
 #: ``(record, topic, error)``: send ``record`` of ``topic`` to its DLQ, confirmed.
@@ -153,10 +154,12 @@ class RecommenderWorker(mode.Service):
 
     # Ingest.
 
-    async def ingest(self, batch: Sequence[Record]) -> None:
-        """Store ``batch``, retrying until it is stored (the agent acks it after this)."""
+    async def ingest(self, batch: Sequence[Record], classified: Classified | None = None) -> None:
+        """Store ``batch``, retrying until it is stored (its offsets are committed after
+        this). ``classified``: :meth:`classify`'s result for it, when the caller decoded
+        the batch already (the batch ingest does, in a thread, while the last one is written)."""
         await self._until_stored(
-            lambda: self.store_batch(batch), f"interactions batch of {len(batch)}"
+            lambda: self.store_batch(batch, classified), f"interactions batch of {len(batch)}"
         )
 
     async def _until_stored(self, attempt: Callable[[], Awaitable], what: str) -> None:
@@ -169,10 +172,13 @@ class RecommenderWorker(mode.Service):
         self.metrics.failures.inc()
         self.last_failure = f"{type(exc).__name__}: {exc}"
 
-    def classify(
-        self, batch: Sequence[Record]
-    ) -> tuple[list[InteractionRow], list[tuple[Record, InvalidEvent]]]:
-        """Valid interactions become rows; anything else becomes a dead letter."""
+    def classify(self, batch: Sequence[Record]) -> Classified:
+        """Valid interactions become rows; anything else becomes a dead letter.
+
+        Event by event, not :meth:`EventCodec.decode_all` over the values joined into one
+        JSON array: a record's bytes could then end inside its neighbour's (``{A},{B`` and
+        ``...}``), and two records invalid on their own would be stored as two valid ones.
+        Pure CPU and no shared state: safe to run in a thread."""
         rows, letters = [], []
         for record in batch:
             try:
@@ -199,10 +205,13 @@ class RecommenderWorker(mode.Service):
             )
         return rows, letters
 
-    async def store_batch(self, batch: Sequence[Record]) -> int:
+    async def store_batch(
+        self, batch: Sequence[Record], classified: Classified | None = None
+    ) -> int:
         """One attempt at a batch: dead letters, the write, then a fold-in only if something
         new was stored (a redelivered batch changes nothing). Returns how many were new."""
-        rows, letters = self.classify(batch)
+        rows, letters = classified or self.classify(batch)
+        letters = list(letters)  # extended below; a retry starts from the classified ones
         for record, exc in letters:
             # Confirmed before the batch is acked: a dead letter is never lost either.
             await self.dead_letter(record, "interactions", exc)

@@ -35,3 +35,21 @@ def broker_credentials(settings: Settings) -> SASLCredentials | SSLCredentials |
         mechanism=settings.kafka_sasl_mechanism,
         ssl_context=_ssl_context(settings) if protocol == "SASL_SSL" else None,
     )
+
+
+def aiokafka_options(settings: Settings) -> dict:
+    """Connection and security keyword arguments for an aiokafka client of a service (a
+    consumer it owns besides the Faust app's), from the same settings as the app's."""
+    opts: dict = {
+        "bootstrap_servers": [s.strip() for s in settings.kafka_bootstrap_servers.split(",")],
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    protocol = settings.kafka_security_protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = _ssl_context(settings)
+    if protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None  # checked by Settings
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        opts["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return opts

@@ -34,3 +34,19 @@ def read_all(settings: Settings, base: str, expected: int, timeout_s: float = 20
         return records
     finally:
         consumer.close()
+
+
+def group_partitions(admin, group: str, topic: str) -> list[list[int]]:
+    """Per member of consumer group ``group``, its partitions of ``topic`` (none yet for a
+    member whose assignment is not decoded: the group is mid-rebalance)."""
+    members = admin.describe_groups([group])[group]["members"]
+    assignments = [m["member_assignment"] for m in members]
+    return [
+        sorted(
+            p
+            for a in (given["assigned_partitions"] if isinstance(given, dict) else ())
+            if a["topic"] == topic
+            for p in a["partitions"]
+        )
+        for given in assignments
+    ]

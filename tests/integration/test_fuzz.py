@@ -204,6 +204,8 @@ def test_generated_bad_interactions_never_stall_ingest(records, topics, engine, 
         # No model is trained here, so only ingest's own checks speak for it.
         assert checks["ingest"]["ok"] and checks["postgres"]["ok"], checks
         assert checks["kafka_assignment"]["ok"], checks
+        assert checks["ingest_assignment"]["ok"], checks
+        assert "6 " in checks["ingest_assignment"]["detail"], checks  # every partition
 
 
 @ONE_EXAMPLE

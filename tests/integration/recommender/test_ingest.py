@@ -168,3 +168,23 @@ def test_postgres_restart_while_events_flow_loses_nothing(engine, topics, tmp_pa
         assert (
             conn.execute(text("SELECT sum(events) FROM user_item")).scalar_one() == first + second
         )
+
+
+def test_broker_restart_while_events_flow_loses_and_double_counts_nothing(engine, topics, tmp_path):
+    first, second = 300, 300
+    with service_worker(topics, tmp_path, SERVE, **LIVE) as (proc, _):
+        with Publisher(topics) as pub:
+            pub.publish_many(interaction(n, f"u{n % 9}") for n in range(first))
+        assert wait_for(lambda: count(engine, "interactions") == first)
+        assert run_stack_script("kafka/kafka.sh", "stop").returncode == 0
+        time.sleep(3)  # the ingest consumer has lost its broker and keeps trying
+        assert proc.poll() is None
+        assert run_stack_script("kafka/kafka.sh", "start").returncode == 0
+        with Publisher(topics) as pub:
+            pub.publish_many(interaction(n, f"u{n % 9}") for n in range(first, first + second))
+        assert wait_for(lambda: count(engine, "interactions") == first + second, timeout=120)
+        assert proc.poll() is None, "the worker recovered without a restart"
+        time.sleep(1.5)  # anything read twice after the restart would have landed by now
+    with engine.connect() as conn:
+        events = conn.execute(text("SELECT sum(events) FROM user_item")).scalar_one()
+    assert count(engine, "interactions") == first + second == events

@@ -17,7 +17,7 @@ from shared.events.models import RecommendationRequestEvent
 from shared.kafka.client import client_options
 from shared.kafka.publisher import Publisher
 from shared.topics import full_name
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import group_partitions, read_all
 from tests.integration.stack_helpers import marquee, seed_movielens
 from tests.integration.worker_helpers import answer, eventually, service_worker
 
@@ -112,19 +112,12 @@ def test_every_worker_serves_fold_ins_and_new_items_alike(two_workers, admin):
 
 
 def interaction_partitions(admin, settings) -> list[list[int]]:
-    """Per member of the recommender's consumer group, its partitions of ``interactions``."""
-    group = f"{settings.topic_prefix}marquee-recommender"
-    topic = full_name("interactions", settings.topic_prefix)
-    members = admin.describe_groups([group])[group]["members"]
-    return [
-        sorted(
-            p
-            for a in m["member_assignment"]["assigned_partitions"]
-            if a["topic"] == topic
-            for p in a["partitions"]
-        )
-        for m in members
-    ]
+    """Per member of the recommender's ingest group, its partitions of ``interactions``."""
+    return group_partitions(
+        admin,
+        f"{settings.topic_prefix}marquee-recommender-ingest",
+        full_name("interactions", settings.topic_prefix),
+    )
 
 
 def test_requests_over_kafka_get_one_reply_each(two_workers):

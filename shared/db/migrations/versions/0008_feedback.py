@@ -8,7 +8,7 @@ checked against them. Attribution is a join at read time (impression id, item, w
 window), so it does not depend on which topic's event arrived first.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 
 revision = "0008"
 # 0007 is reserved by another branch: whoever merges second sets this to "0007".
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
