@@ -26,6 +26,8 @@ def register(commands) -> None:
     sub = parser.add_subparsers(dest="lm_command", required=True, parser_class=type(parser))
     _register_corpus(sub)
     _register_finetune(sub)
+    _register_eval(sub)
+    _register_versions(sub)
 
 
 def _fraction(text: str) -> float:
@@ -87,7 +89,174 @@ def _register_finetune(sub) -> None:
     p.add_argument("--checkpoint-every", type=positive_int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-export", action="store_true", help="skip the merged ONNX model")
+    p.add_argument(
+        "--register",
+        action="store_true",
+        help="measure base and result through the ONNX engine and register an LM version "
+        "(Postgres); it is activated if it passes the quality gate",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="quality gate: base / fine-tuned validation perplexity must be >= 1 + margin",
+    )
+    p.add_argument("--no-activate", action="store_true", help="register as a candidate only")
     p.set_defaults(handler=run_finetune)
+
+
+def _register_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="perplexity on a corpus' validation and test rows through the ONNX engine"
+    )
+    p.add_argument(
+        "model_dir", type=Path, help="an ONNX model directory (what the generator serves)"
+    )
+    p.add_argument("--corpus", type=Path, required=True, help="a `marquee lm corpus` output")
+    p.add_argument("--splits", default="validation,test")
+    p.add_argument("--rows", type=int, default=0, help="rows per split (0: all)")
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument(
+        "--samples", action="store_true", help="also store greedy outputs of fixed prompts"
+    )
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    p.set_defaults(handler=run_eval)
+
+
+def run_eval(args, _: Settings) -> int:
+    import dataclasses
+
+    from .corpus import SPLITS, PackedCorpus
+    from .evaluate import greedy_samples, perplexity
+
+    settings = _settings(args)
+    data = PackedCorpus.load(args.corpus)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if unknown := [s for s in splits if s not in SPLITS]:
+        raise CorpusError(f"unknown split(s) {', '.join(unknown)}: use {', '.join(SPLITS)}")
+    options = settings.runtime_options()
+    if args.threads:
+        options = dataclasses.replace(options, threads=args.threads)
+    engine = settings.load_engine(args.model_dir, options)
+    report: dict = {
+        "model": engine.model_id,
+        "corpus": data.stats.get("fingerprint"),
+        "perplexity": {},
+    }
+    for split in splits:
+        ids, mask = data.ids[split], data.mask[split]
+        if args.rows:
+            ids, mask = ids[: args.rows], mask[: args.rows]
+        result = perplexity(engine, ids, mask, args.batch_size)
+        report["perplexity"][split] = {
+            "perplexity": result.perplexity,
+            "tokens": result.tokens,
+            "tokens_per_second": result.tokens_per_second,
+        }
+        print(
+            f"{split:<10} perplexity {result.perplexity:.3f} over {result.tokens:,} tokens "
+            f"({result.tokens_per_second:,.0f} tokens/s, {engine.model_id})"
+        )
+    if args.samples:
+        report["samples"] = greedy_samples(engine)
+        for sample in report["samples"]:
+            print(f"--- {sample['prompt']}\n{sample['output']}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    return 0
+
+
+def _register_versions(sub) -> None:
+    p = sub.add_parser("versions", help="list registered LM versions (Postgres)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_versions)
+    a = sub.add_parser("activate", help="serve an LM version (the active one is retired)")
+    a.add_argument("version")
+    a.add_argument("--force", action="store_true", help="even if it failed the quality gate")
+    a.set_defaults(handler=run_activate)
+
+
+def _store(args):
+    from shared.db.engine import make_engine
+
+    from .version_store import LMVersionStore
+
+    return LMVersionStore(make_engine(_settings(args)))
+
+
+def run_versions(args, _: Settings) -> int:
+    import dataclasses
+
+    versions = _store(args).list()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(v) for v in versions], indent=2, default=str))
+        return 0
+    if not versions:
+        print("no LM versions registered: `marquee lm finetune --register` adds one")
+    for v in versions:
+        test = f"{v.test_perplexity:.2f}" if v.test_perplexity is not None else "-"
+        print(
+            f"{v.version:<40} {v.status:<9} validation {v.base_validation_perplexity:.2f} -> "
+            f"{v.validation_perplexity:.2f}  test -> {test}  {v.model_dir}"
+        )
+    return 0
+
+
+def run_activate(args, _: Settings) -> int:
+    version = _store(args).activate(args.version, force=args.force)
+    print(f"active: {version.version} ({version.model_dir})")
+    return 0
+
+
+def register_version(args, report: dict, model_dir: Path, base_gguf: Path, data) -> dict:
+    """ONNX-engine perplexities of the base and the fine-tuned model, the gate, the row."""
+    from ..convert import GraphOptions, convert
+    from .evaluate import perplexity
+    from .gate import quality_gate
+    from .version_store import LMVersion
+
+    settings = _settings(args)
+    base_dir = args.output / "base-onnx"
+    convert(base_gguf, base_dir, GraphOptions(), progress=_say)
+    measured = {}
+    for label, directory in (("base", base_dir), ("finetuned", model_dir)):
+        engine = settings.load_engine(directory)
+        for split in ("validation", "test"):
+            _say(f"{label}: {split} perplexity through the ONNX engine")
+            result = perplexity(engine, data.ids[split], data.mask[split])
+            measured[(label, split)] = result.perplexity if result.tokens else None
+    gate = quality_gate(
+        measured[("base", "validation")], measured[("finetuned", "validation")], args.margin
+    )
+    store = _store(args)
+    store.register(
+        LMVersion(
+            version=report["name"],
+            base=base_gguf.name,
+            model_dir=str(model_dir.resolve()),
+            corpus_fingerprint=str(report["corpus"]),
+            hyperparameters=report["config"],
+            base_validation_perplexity=measured[("base", "validation")],
+            base_test_perplexity=measured[("base", "test")],
+            validation_perplexity=measured[("finetuned", "validation")],
+            test_perplexity=measured[("finetuned", "test")],
+            status="candidate" if gate.passed else "rejected",
+        )
+    )
+    print(f"LM version {report['name']} {gate.describe()}")
+    status = "candidate" if gate.passed else "rejected"
+    if gate.passed and not args.no_activate:
+        store.activate(report["name"])
+        status = "active"
+    print(f"LM version {report['name']}: {status}")
+    return {
+        "onnx_perplexity": {f"{k[0]}_{k[1]}": v for k, v in measured.items()},
+        "gate_ratio": gate.ratio,
+        "status": status,
+    }
 
 
 def _settings(args) -> GeneratorSettings:
@@ -168,6 +337,8 @@ def run_finetune(args, _: Settings) -> int:
     from .model import load_params
     from .train import TrainConfig, evaluate, make_loss, train
 
+    if args.register and args.no_export:
+        raise FinetuneError("--register needs the exported model: drop --no-export")
     data = PackedCorpus.load(args.corpus)
     base = _gguf(args)
     try:
@@ -243,6 +414,10 @@ def run_finetune(args, _: Settings) -> int:
             export.export_model(base, merged, changed, args.output / "model", name, progress=_say)
         )
         report["name"] = name
+        if args.register:
+            report["version"] = register_version(
+                args, report, Path(report["model_dir"]), base, data
+            )
     (args.output / "finetune.json").write_text(
         json.dumps(report, indent=2) + "\n", encoding="utf-8"
     )

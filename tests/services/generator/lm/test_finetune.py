@@ -256,3 +256,17 @@ def test_the_generator_runs_without_importing_jax():
         "assert 'jax' not in sys.modules, 'jax imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_onnx_perplexity_equals_the_jax_loss_on_the_same_rows(model, data, tiny_dirs):
+    from services.generator.lm.evaluate import perplexity
+    from services.generator.lm.train import evaluate, make_loss
+
+    spec, params = model
+    config = TrainConfig(full=True)
+    jax_nll = evaluate(
+        jax.jit(make_loss(spec, config)), params, None, data["test_ids"], data["test_mask"], 2
+    )
+    engine = Engine(tiny_dirs["fp32"], RuntimeOptions(provider="cpu", threads=1))
+    onnx_nll = perplexity(engine, data["test_ids"], data["test_mask"]).nll
+    assert abs(onnx_nll - jax_nll) < 1e-4, (onnx_nll, jax_nll)
