@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -12,14 +11,7 @@ from services.generator.errors import FinetuneError
 from services.generator.lm.corpus import pack
 from services.generator.lm.version_store import LMVersion, LMVersionStore
 from shared.cli.main import main
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
+from tests.services.generator.test_cli import _restore_logging  # noqa: F401
 
 
 def version(name: str, val: float, status: str) -> LMVersion:
