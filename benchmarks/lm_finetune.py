@@ -128,20 +128,21 @@ def lm_finetune_tokens_per_second(ctx: Context) -> Result:
     optimizer = make_optimizer(config)
     grad = jax.value_and_grad(loss, has_aux=True)
 
+    # The frozen weights are arguments, never closed over: XLA would constant-fold them.
     @jax.jit
-    def step(adapters, opt_state, ids, mask):
+    def step(adapters, opt_state, frozen, ids, mask):
         (value, _), grads = grad(adapters, frozen, ids, mask)
         updates, opt_state = optimizer.update(grads, opt_state, adapters)
         return value, opt_state
 
-    forward = jax.jit(lambda ids, mask: loss(adapters, frozen, ids, mask)[0])
+    forward = jax.jit(lambda adapters, frozen, ids, mask: loss(adapters, frozen, ids, mask)[0])
     ids, mask = data.ids["train"], data.mask["train"]
     state = optimizer.init(adapters)
     tokens = ids.shape[1]
     ctx.progress("timing training steps")
-    train_s = _timed(step, lambda i: (adapters, state, ids[i : i + 1], mask[i : i + 1]))
+    train_s = _timed(step, lambda i: (adapters, state, frozen, ids[i : i + 1], mask[i : i + 1]))
     ctx.progress("timing forward passes")
-    forward_s = _timed(forward, lambda i: (ids[i : i + 1], mask[i : i + 1]))
+    forward_s = _timed(forward, lambda i: (adapters, frozen, ids[i : i + 1], mask[i : i + 1]))
     return Result(
         value=tokens / train_s,
         baseline_name="JAX forward only",

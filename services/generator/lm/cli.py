@@ -85,6 +85,12 @@ def _register_finetune(sub) -> None:
     p.add_argument("--targets", default="q,k,v,o", help="LoRA projections: q,k,v,o,gate,up,down")
     p.add_argument("--eval-every", type=positive_int, default=50)
     p.add_argument("--eval-rows", type=int, default=0, help="validation rows per check (0: all)")
+    p.add_argument(
+        "--report-rows",
+        type=int,
+        default=0,
+        help="validation/test rows for the before/after perplexities of the report (0: all)",
+    )
     p.add_argument("--patience", type=positive_int, default=3, help="checks without improvement")
     p.add_argument("--checkpoint-every", type=positive_int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -382,6 +388,8 @@ def run_finetune(args, _: Settings) -> int:
 
     def nll(split: str, trainable) -> float:
         ids, mask = arrays[f"{split}_ids"], arrays[f"{split}_mask"]
+        if args.report_rows:
+            ids, mask = ids[: args.report_rows], mask[: args.report_rows]
         return evaluate(
             loss_fn, trainable, None if config.full else frozen, ids, mask, config.batch_size
         )
