@@ -232,8 +232,13 @@ def register_version(args, report: dict, model_dir: Path, base_gguf: Path, data)
         engine = settings.load_engine(directory)
         for split in ("validation", "test"):
             _say(f"{label}: {split} perplexity through the ONNX engine")
-            result = perplexity(engine, data.ids[split], data.mask[split])
+            ids, mask = data.ids[split], data.mask[split]
+            if args.report_rows:
+                ids, mask = ids[: args.report_rows], mask[: args.report_rows]
+            result = perplexity(engine, ids, mask)
             measured[(label, split)] = result.perplexity if result.tokens else None
+    if measured[("base", "validation")] is None:
+        raise FinetuneError("the corpus has no validation rows: the quality gate needs them")
     gate = quality_gate(
         measured[("base", "validation")], measured[("finetuned", "validation")], args.margin
     )
