@@ -7,7 +7,7 @@ with like), the corpus fingerprint and the hyper-parameters. ``status`` is ``can
 most one, enforced by a partial unique index) or ``retired`` (served before).
 
 Revision ID: 0009
-Revises: 0006 (0007 and 0008 are reserved by other branches: re-chain when merging)
+Revises: 0011, 0012
 Create Date: 2026-12-03
 """
 
@@ -16,7 +16,9 @@ from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0009"
-down_revision = "0006"
+# main holds two heads (0011 and 0012 both revise 0006); this one joins them so a schema
+# upgrades to one head. Whoever merges 0007/0008 or re-chains 0011/0012 moves this pointer.
+down_revision = ("0011", "0012")
 branch_labels = None
 depends_on = None
 

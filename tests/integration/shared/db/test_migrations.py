@@ -23,6 +23,7 @@ EXPECTED_TABLES = {
     "experiment_user_counts",
     "experiment_interleaving_credits",
     "reranker_versions",
+    "lm_versions",
     "alembic_version",
 }
 
