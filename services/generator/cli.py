@@ -20,9 +20,12 @@ from .settings import GeneratorSettings
 
 
 def register(commands) -> None:
-    """``marquee generate`` and ``marquee model``."""
+    """``marquee generate``, ``marquee model`` and ``marquee lm``."""
+    from .lm.cli import register as register_lm
+
     _register_generate(commands)
     _register_model(commands)
+    register_lm(commands)
 
 
 def _register_generate(commands) -> None:

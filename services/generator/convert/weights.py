@@ -161,10 +161,18 @@ def reverse_permute(weight: Weight, n_heads: int) -> Weight:
     layout; Hugging Face's rotate-half RoPE (and the KV cache layout of an Optimum
     export) needs them back in order.
     """
-    rows = weight.out_features
+    return weight.take_rows(_unpermuted_order(weight.out_features, n_heads))
+
+
+def permute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp's row permutation of a Q or K weight ``[out, in]`` (the inverse of
+    :func:`reverse_permute`), for writing Hugging Face-layout weights into a GGUF."""
+    return w[np.argsort(_unpermuted_order(w.shape[0], n_heads))]
+
+
+def _unpermuted_order(rows: int, n_heads: int) -> np.ndarray:
     per_head = rows // n_heads
-    order = np.arange(rows).reshape(n_heads, per_head // 2, 2).swapaxes(1, 2).reshape(rows)
-    return weight.take_rows(order)
+    return np.arange(rows).reshape(n_heads, per_head // 2, 2).swapaxes(1, 2).reshape(rows)
 
 
 def fuse(weights: Sequence[Weight]) -> Weight | None:

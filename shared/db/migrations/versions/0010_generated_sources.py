@@ -6,7 +6,7 @@ after a crash gets the very same list. ``impression_id`` is the recommendation l
 impression, when the recommender sent one, so clicks on a briefing are attributed to it.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "feedback_impressions",
     "feedback_slots",
     "feedback_interactions",
+    "lm_versions",
     "alembic_version",
 }
 
