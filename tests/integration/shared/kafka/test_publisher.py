@@ -32,6 +32,14 @@ SAMPLES = {
         strategy="als",
         items=[m.ScoredItem(item_id="i9", score=0.5)],
     ),
+    "marquee.impression.v1": m.Impression(
+        impression_id="imp1",
+        user_id="u2",
+        items=[m.ShownItem(item_id="i9", position=1, score=0.5)],
+        strategy="als",
+        model_version=3,
+        surface="home",
+    ),
     "marquee.heartbeat.v1": m.Heartbeat(
         service="recommender", instance="rec-1", status="ok", started_at=NOW, version="0.1"
     ),
