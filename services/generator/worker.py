@@ -48,13 +48,14 @@ from shared.events.models import ContentChunk, ContentChunkEvent, ContentRequest
 from shared.retry import retry_until_done
 
 from .batching import next_batch, run_or_split, take_expired
+from .briefing import Briefing, Part, plan
 from .budget import fit, prompt_limit
 from .catalog import item_event
 from .engine.types import GenerationRequest, GenerationResult, OnResult, OnToken, TokenEvent
 from .errors import RequestError, Stopping
 from .grounding import Grounder, Grounding, needs_grounding
 from .metrics import GeneratorMetrics
-from .prompts import template_name
+from .prompts import template_name, written
 from .replies import (
     SOURCE,
     error_reply,
@@ -148,6 +149,14 @@ class Pending:
     #: The catalog items the prompt holds (a digest's, a grounded answer's).
     item_ids: list[str] | None = None
     impression_id: str | None = None
+    #: A digest's parts, generated side by side and assembled into its one reply.
+    briefing: Briefing | None = None
+
+    def parts(self) -> list[Part]:
+        return list(self.briefing.parts) if self.briefing else [Part(self.prompt, self.params)]
+
+    def result(self, results: list[GenerationResult]) -> GenerationResult:
+        return self.briefing.assemble(results) if self.briefing else results[0]
 
 
 class GeneratorWorker(mode.Service):
@@ -334,8 +343,13 @@ class GeneratorWorker(mode.Service):
                     f"reply to {request.request_id}",
                 )
                 return
-            prompt, item_ids = self.grounded_prompt(engine, request, grounding)
             params = SamplingParams.of(request)
+            briefing = None
+            if request.kind == "digest":
+                briefing = self.briefing(engine, request, grounding, params)
+                prompt, item_ids = briefing.parts[0].prompt, briefing.item_ids
+            else:
+                prompt, item_ids = self.grounded_prompt(engine, request, grounding)
         except RequestError as exc:
             reply = error_reply(request, str(exc), engine.model_id, 0.0)
             await self.until_done(
@@ -354,9 +368,32 @@ class GeneratorWorker(mode.Service):
                 arrived,
                 item_ids=item_ids,
                 impression_id=grounding.impression_id,
+                briefing=briefing,
             )
         )
         self._show_queue()
+
+    def briefing(
+        self,
+        engine: TextEngine,
+        request: ContentRequest,
+        grounding: Grounding,
+        params: SamplingParams,
+    ) -> Briefing:
+        """A digest's parts (see :mod:`.briefing`), each prompt within the budget."""
+        briefing = plan(
+            [item.prompt_fields() for item in grounding.items],
+            request.prompt,
+            params,
+            opening=lambda items: written("digest", "opening", request.prompt, items),
+            render=engine.render,
+            count=engine.count_tokens,
+            max_prompt_tokens=engine.max_prompt_tokens,
+            context_length=engine.context_length,
+        )
+        for part in briefing.parts:
+            engine.check_prompt(part.prompt)
+        return briefing
 
     def grounded_prompt(
         self, engine: TextEngine, request: ContentRequest, grounding: Grounding
@@ -504,29 +541,51 @@ class GeneratorWorker(mode.Service):
         def done(p: Pending, result: GenerationResult) -> None:  # on the loop
             if p not in finished:
                 finished[p] = result
+                if p.briefing is not None and on_token is not None and result.ok:
+                    self._stream_whole(p.request.request_id, result.text)
                 self.reply(p, self._result_reply(p, result, started))
 
         async def run(group: list[Pending]) -> list[GenerationResult]:
             todo = [p for p in group if p not in finished]
-            requests = [
-                GenerationRequest(
-                    prompt=p.prompt,
-                    params=p.params,
-                    request_id=p.request.request_id,
-                    deadline=p.deadline,
-                )
-                for p in todo
-            ]
+            # A digest is several rows of the engine's batch (its parts): each row's
+            # owner and place, so that the owner is answered once its last part is done.
+            rows: list[tuple[Pending, int]] = []
+            requests = []
+            for p in todo:
+                for n, part in enumerate(p.parts()):
+                    rows.append((p, n))
+                    requests.append(
+                        GenerationRequest(
+                            prompt=part.prompt,
+                            params=part.params,
+                            request_id=p.request.request_id,
+                            deadline=p.deadline,
+                        )
+                    )
+            parts: dict[Pending, dict[int, GenerationResult]] = {p: {} for p in todo}
+
+            def part_done(index: int, result: GenerationResult) -> None:  # on the loop
+                p, n = rows[index]
+                parts[p].setdefault(n, result)
+                if len(parts[p]) == len(p.parts()):
+                    done(p, p.result([parts[p][i] for i in range(len(parts[p]))]))
 
             def on_result(index: int, result: GenerationResult) -> None:  # engine thread
-                loop.call_soon_threadsafe(done, todo[index], result)
+                loop.call_soon_threadsafe(part_done, index, result)
+
+            # A digest's text is assembled from its parts, so it streams whole (done()).
+            single = {i for i, (p, _) in enumerate(rows) if p.briefing is None}
+
+            def stream(token: TokenEvent) -> None:  # engine thread
+                if token.index in single:
+                    on_token(token)
 
             if todo:
                 results = await asyncio.to_thread(
-                    engine.generate_batch, requests, on_token, on_result
+                    engine.generate_batch, requests, stream if on_token else None, on_result
                 )
-                for p, result in zip(todo, results, strict=True):
-                    done(p, result)  # an engine that reported none as it went
+                for index, result in enumerate(results):
+                    part_done(index, result)  # an engine that reported none as it went
             return [finished[p] for p in group]
 
         results = await run_or_split(run, live)
@@ -578,6 +637,10 @@ class GeneratorWorker(mode.Service):
                 loop.call_soon_threadsafe(self.chunks.put_nowait, chunk)
 
         return on_token
+
+    def _stream_whole(self, request_id: str, text: str) -> None:
+        if text:
+            self.chunks.put_nowait(ContentChunk(request_id=request_id, index=0, text=text))
 
     @mode.Service.task
     async def _stream_chunks(self) -> None:

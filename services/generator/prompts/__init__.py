@@ -79,6 +79,16 @@ def messages(
     return out
 
 
+def written(kind: str, key: str, prompt: str, items: list[dict[str, str]] | None = None) -> str:
+    """A template's ``key`` rendered as text the reader gets as it is (no model
+    continues it: a digest's ``opening``); "" when the template has none."""
+    source = _kind_template(kind).get(key)
+    if not source:
+        return ""
+    values = {"prompt": prompt.strip(), "items": items or []}
+    return " ".join(_environment().from_string(source).render(**values).split())
+
+
 def render_chat(
     chat_template: str | None,
     conversation: list[dict[str, str]],

@@ -45,9 +45,9 @@ class FakeRecommender:
         )
 
 
-def harness(recommender=None) -> Harness:
+def harness(recommender=None, **settings) -> Harness:
     grounder = Grounder(FakeCatalog(), recommender or FakeRecommender(), digest_items=3)
-    return Harness(grounder=grounder)
+    return Harness(grounder=grounder, **settings)
 
 
 def test_a_digest_introduces_the_readers_recommended_items_in_the_catalog():
@@ -56,12 +56,33 @@ def test_a_digest_introduces_the_readers_recommended_items_in_the_catalog():
     h.send(request("d-1", kind="digest", prompt="", user_id="u1"))
     assert recommender.asked == [("u1", 3)]
     (pending,) = list(h.worker.queue._queue)
-    assert "[toys] Toy Story [apollo] Apollo 13" in pending.prompt
+    # One generation per item, each prompt holding that item alone.
+    assert [part.prompt for part in pending.parts()] == [
+        "digest:  [toys] Toy Story",
+        "digest:  [apollo] Apollo 13",
+    ]
     h.batch()
+    assert h.engine.batches == [[part.prompt for part in pending.parts()]]  # one batch
     reply = h.replies()["d-1"]
     assert reply.status == "ok" and reply.item_ids == ["toys", "apollo"]
+    # The titles are written verbatim, in order, each over its introduction.
+    assert reply.text == (
+        "Your personal briefing: 2 picks for you.\n\n"
+        "1. Toy Story\nAbout digest: [toys] Toy Story.\n\n"
+        "2. Apollo 13\nAbout digest: [apollo] Apollo 13."
+    )
+    assert reply.completion_tokens == 6 + 6  # the introductions' tokens, added up
     assert reply.impression_id is None  # the recommendation reply carries none
     assert h.acked and h.store.find("d-1")[0].item_ids == ["toys", "apollo"]
+
+
+def test_a_streamed_digest_streams_its_assembled_text_as_one_chunk():
+    h = harness(generator_stream=True)
+    h.send(request("d-3", kind="digest", prompt="", user_id="u1"))
+    h.batch()
+    chunks = [h.worker.chunks.get_nowait() for _ in range(h.worker.chunks.qsize())]
+    assert [(c.request_id, c.index) for c in chunks] == [("d-3", 0)]
+    assert chunks[0].text == h.replies()["d-3"].text
 
 
 def test_a_recommender_that_does_not_answer_gets_one_error_reply_naming_it():
