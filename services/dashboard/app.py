@@ -20,7 +20,9 @@ from shared.service import Service, create_app
 
 from .access import Access
 from .collector import Collector, SourceState
+from .errors import FeedbackUnavailable
 from .exporter import LagExporter
+from .feedback_client import FeedbackClient
 from .http import install_views, load_assets
 from .kafka_source import KafkaSource
 from .postgres_source import PostgresSource
@@ -48,6 +50,7 @@ def build(settings: DashboardSettings) -> Service:
     )
     access = Access(settings.http_token, token_for_local=settings.dashboard_token_for_local)
     recommender = RecommenderClient(settings.recommender_url(), settings.recommender_token())
+    feedback = FeedbackClient(settings.feedback_url(), settings.http_token)  # one per stack
     install_views(
         service,
         collector,
@@ -105,6 +108,22 @@ def build(settings: DashboardSettings) -> Service:
             await recommender.close()
             postgres_thread.shutdown(wait=False)
             engine.dispose()
+
+    @app.task
+    async def sample_feedback() -> None:
+        # An HTTP call on the event loop (aiohttp): no thread needed, unlike the samplers.
+        interval = settings.dashboard_feedback_seconds
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    answer = await feedback.ctr(settings.dashboard_feedback_window_seconds)
+                except FeedbackUnavailable as exc:
+                    answer = exc
+                collector.sample_feedback(answer)
+                await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+        finally:
+            await feedback.close()
 
     return service
 

@@ -23,6 +23,7 @@ from shared.errors import InvalidEvent
 from shared.events import EventCodec
 from shared.topics import TOPICS
 
+from .feedback_panel import FeedbackPanel
 from .kafka_source import GroupInfo, KafkaSource, Partition, Record, TopicInfo
 from .lag import Observation, evaluate, lag_seconds
 from .postgres_source import PostgresSource
@@ -110,8 +111,11 @@ class Collector:
         self._next_discovery = 0.0
         self._capped_warned = False
 
+        self.feedback = FeedbackPanel(points)
         self.kafka_state = SourceState()
         self.postgres_state = SourceState()
+        self.feedback_state = SourceState()
+        self._feedback_view: dict[str, Any] = self.feedback.view()
         self._kafka_view: dict[str, Any] = {}
         self._postgres_view: dict[str, Any] = {
             "recommender": {"active": None, "versions": [], "counts": None},
@@ -393,6 +397,18 @@ class Collector:
             }
         self._publish(now)
 
+    # -- the feedback service ---------------------------------------------------------------
+    def sample_feedback(self, answer: dict[str, Any] | BaseException) -> None:
+        """One answer of the feedback service's ``/metrics/ctr`` (or why there was none)."""
+        now = self.clock()
+        if isinstance(answer, BaseException):
+            self._failed(self.feedback_state, "feedback", answer, now)
+        else:
+            self.feedback.observe(answer, now)
+            self._feedback_view = self.feedback.view()
+            self._succeeded(self.feedback_state, "feedback", now)
+        self._publish(now)
+
     # -- bookkeeping ---------------------------------------------------------------------
     def _failed(self, state: SourceState, name: str, exc: BaseException, now: float) -> None:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -445,9 +461,20 @@ class Collector:
             "topics": kafka.get("topics", []),
             "recommender": pg["recommender"],
             "generator": generator_part(kafka.get("generator", {}), pg["generator_db"]),
+            "feedback": self._feedback_part(kafka, now),
         }
         lags = kafka.get("lag_items", {})
         return Snapshot(state=state, body=dumps(state), lag_detail=lambda: lag_detail(lags))
+
+    def _feedback_part(self, kafka: dict[str, Any], now: float) -> dict[str, Any]:
+        # One impressions event per list served: its topic's rate is lists per second.
+        rate = kafka.get("overview", {}).get("throughput", {}).get("impressions") or {}
+        return {
+            **self._feedback_view,
+            "source": self.feedback_state.view(now),
+            "lists_per_second": rate.get("events_per_second"),
+            "lists_series": rate.get("series", []),
+        }
 
     def _kafka_part(self, now: float) -> dict[str, Any]:
         instances = [

@@ -13,3 +13,9 @@ class RecommenderUnavailable(DashboardError):
     """The recommender's API did not answer, or answered with an error; the page says which."""
 
     retriable = True
+
+
+class FeedbackUnavailable(DashboardError):
+    """The feedback service's /metrics/ctr did not answer, or answered with an error."""
+
+    retriable = True

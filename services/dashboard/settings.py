@@ -43,6 +43,11 @@ class DashboardSettings(Settings):
     dashboard_recommender_url: str | None = None
     #: Bearer token for the recommender; MARQUEE_HTTP_TOKEN when unset (one token per stack).
     dashboard_recommender_token: SecretStr | None = None
+    #: The Feedback panel samples the feedback service's /metrics/ctr this often, over a
+    #: sliding window this long; unset URL: this machine, on the feedback service's port.
+    dashboard_feedback_url: str | None = None
+    dashboard_feedback_seconds: float = Field(default=5.0, ge=0.5, le=600)
+    dashboard_feedback_window_seconds: int = Field(default=300, ge=90, le=30 * 86_400)
     dashboard_node_modules: Path = DEFAULT_NODE_MODULES
 
     @model_validator(mode="after")
@@ -66,6 +71,13 @@ class DashboardSettings(Settings):
         from shared.registry import service
 
         return f"http://127.0.0.1:{service('recommender').default_port}"
+
+    def feedback_url(self) -> str:
+        if self.dashboard_feedback_url:
+            return self.dashboard_feedback_url
+        from shared.registry import service
+
+        return f"http://127.0.0.1:{service('feedback').default_port}"
 
     def recommender_token(self) -> SecretStr | None:
         return self.dashboard_recommender_token or self.http_token

@@ -1,12 +1,15 @@
 """``marquee demo``: the whole system on embedded defaults (what ``make demo`` runs).
 
-Starts the recommender, the generator and the dashboard as child processes (logs under
-``<run dir>/demo``), replays MovieLens-100k as live interactions at a steady rate, asks the
-generator for a few pieces of each kind, and prints as results arrive: generated pieces,
-recommendations for a few users as models are trained, and one generated article being
-recommended by its content before anyone read it (the closed loop: the generator publishes
-it on ``catalog``, the recommender maps its text to factors). Runs until Ctrl-C or
-``--duration``, then stops every service cleanly.
+Starts every installed service (recommender, generator, dashboard, collector, feedback) as
+child processes (logs under ``<run dir>/demo``), replays MovieLens-100k as live interactions
+at a steady rate, asks the generator for a few pieces of each kind, and prints as results
+arrive: generated pieces, recommendations for a few users as models are trained, and one
+generated article being recommended by its content before anyone read it (the closed loop:
+the generator publishes it on ``catalog``, the recommender maps its text to factors). Once a
+model serves, a short seeded ``marquee simulate readers`` run asks for lists and clicks
+through the collector, so the dashboard's Feedback panel fills. Runs until Ctrl-C or
+``--duration``, prints the CTR per model version and strategy as the feedback service
+counts it, then stops every service cleanly.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ..kafka.publisher import Publisher
 from ..registry import services
 from ..topics import full_name
 from .argtypes import positive_int, rate
+from .demo_readers import Readers, ReadersFailed, app_key, ctr_lines
 from .processes import ServiceFailed, Supervisor
 from .replay import replay
 from .topics import admin_client
@@ -108,6 +112,9 @@ class Demo:
         self.article: str | None = None  # item id of the first generated news piece
         self.shown_article = False
         self.replay_result: tuple[int, int] | None = None
+        #: Simulated readers, started once the first model serves (None: not installed).
+        self.readers: Readers | None = None
+        self.urls: dict[str, str] = {}
         self.watched, self.reader = cast(
             int(RECOMMENDER_ENV["MARQUEE_RECOMMENDER_RETRAIN_MIN_EVENTS"])
         )
@@ -264,11 +271,48 @@ class Demo:
             " by its content, before anyone read it"
         )
 
+    def start_readers(self) -> None:
+        """Readers ask for lists and click through the collector as soon as a model serves,
+        so the dashboard's Feedback panel fills while the demo runs."""
+        readers = self.readers
+        if readers is None or readers.thread is not None or self.model_version is None:
+            return
+        _step(
+            "readers: simulated MovieLens readers ask the recommender for lists and click"
+            " through the collector (seeded); see the dashboard's Feedback panel"
+        )
+        readers.start(self.urls["recommender"], self.urls["collector"])
+
+    def show_ctr(self) -> None:
+        """CTR per version and strategy as the feedback service counts it, once it has
+        every click the readers sent (or after a few seconds, with what it has)."""
+        readers = self.readers
+        if readers is None or readers.thread is None:
+            return
+        readers.wait(timeout=60)
+        deadline, body = time.monotonic() + 10, None
+        while time.monotonic() < deadline:
+            try:
+                status, body = self.sup.children["feedback"].get("/metrics/ctr?window=1h")
+            except OSError:
+                status = None
+            counted = sum(g["clicks"] for g in json.loads(body)["groups"]) if status == 200 else -1
+            if counted >= readers.clicks:
+                break
+            time.sleep(0.5)
+        if body is None or status != 200:
+            _say("feedback: /metrics/ctr did not answer; no CTR to show")
+            return
+        _step("feedback: CTR per model version and strategy (the feedback service's count)")
+        for line in ctr_lines(body):
+            _say(line)
+
     def tick(self) -> None:
         self.sup.check()
         while not self.replies.empty():
             self.show_reply(self.replies.get())
         self.show_model()
+        self.start_readers()
         self.closed_loop()
 
 
@@ -301,18 +345,22 @@ def run(args, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     supervisor = Supervisor(run_dir / "demo", dict(os.environ))
     demo = Demo(args, settings, supervisor)
+    specs = services()
+    if {"collector", "feedback"} <= set(specs):
+        try:  # before the collector starts, so its first key refresh knows the key
+            demo.readers = Readers(dict(os.environ), app_key(dict(os.environ)), _say)
+        except ReadersFailed as exc:
+            _say(f"{exc}; the demo runs without simulated readers")
     try:
         _step(f"starting the services (logs in {supervisor.log_dir})")
         # Every installed service, on consecutive ports from --base-port in the registry's
         # order (by default port: each service's own port when the base is the first's).
-        specs = services()
         ports = {name: args.base_port + n for n, name in enumerate(specs)}
-        env = {
-            "recommender": RECOMMENDER_ENV,
-            "dashboard": {
-                "MARQUEE_DASHBOARD_RECOMMENDER_URL": f"http://127.0.0.1:{ports['recommender']}"
-            },
-        }
+        demo.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        dashboard_env = {"MARQUEE_DASHBOARD_RECOMMENDER_URL": demo.urls["recommender"]}
+        if "feedback" in demo.urls:
+            dashboard_env["MARQUEE_DASHBOARD_FEEDBACK_URL"] = demo.urls["feedback"]
+        env = {"recommender": RECOMMENDER_ENV, "dashboard": dashboard_env}
         for name in specs:
             supervisor.start(name, ports[name], **env.get(name, {}))
         for name in specs:
@@ -344,6 +392,7 @@ def run(args, settings: Settings) -> int:
         return 1
     finally:
         demo.stop.set()
+        demo.show_ctr()
         _step("stopping the services")
         supervisor.stop()
     if demo.replay_result:

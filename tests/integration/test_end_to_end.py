@@ -1,6 +1,7 @@
 """The whole system, as `make demo` runs it: interactions in -> recommendations out, content
 requests in -> exactly one reply each, a generated article recommended by its content before
-anyone read it, and all of it visible through the dashboard's API while it runs."""
+anyone read it, simulated readers' clicks attributed and counted, and all of it visible
+through the dashboard's API while it runs."""
 
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def dashboard_state(port: int) -> dict | None:
     return json.loads(body) if status == 200 else None
 
 
-def three_free_ports() -> int:
-    """A port whose next two are free as well (the demo's services take base, +1, +2)."""
+def free_ports(services: int = 5) -> int:
+    """A port whose next ones are free as well (the demo's services take base, +1, ...)."""
     while True:
         base = free_port()
         with ExitStack() as stack:
             try:
-                for port in (base + 1, base + 2):
+                for port in range(base + 1, base + services):
                     stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
             except OSError:
                 continue
@@ -44,7 +45,7 @@ def three_free_ports() -> int:
 
 @pytest.mark.timeout(900)
 def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
-    base = three_free_ports()
+    base = free_ports()
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -82,7 +83,11 @@ def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
                     seen["model"] = True
                 if state["generator"]["latest"]:
                     seen["pieces"] = len(state["generator"]["latest"])
-                if len(seen) == 3:
+                # The simulated readers' clicks, attributed, in the Feedback panel.
+                readers = [g for g in state["feedback"]["groups"] if g["surface"] == "simulator"]
+                if any((g["current"] or {}).get("clicks") for g in readers):
+                    seen["feedback"] = True
+                if len(seen) == 4:
                     status, body = get(dashboard, "/api/users/1?k=5")
                     seen["explorer"] = json.loads(body)["recommendations"]
                     break
@@ -94,6 +99,13 @@ def test_the_demo_runs_the_whole_pipeline(topics, tmp_path):
     assert demo.returncode == 0, output[-4000:]
     assert seen.get("throughput", 0) > 0 and seen.get("model"), seen
     assert seen.get("pieces", 0) >= 1 and seen["explorer"]["items"], seen
+    assert seen.get("feedback"), seen
+
+    # The readers ran, and the summary has the CTR per strategy the feedback service counts.
+    assert re.search(r"readers: als: \d+ lists, \d+ slots, \d+ clicks", output), output[-4000:]
+    assert re.search(r"CTR v\d+ als \(simulator\): \d+ of \d+ slots clicked", output), output[
+        -4000:
+    ]
 
     assert "model version 1 active" in output, output[-4000:]
     assert output.count("==> generator:") == 5 and ", ok" in output, output[-4000:]

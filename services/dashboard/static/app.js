@@ -257,6 +257,76 @@ function renderGenerator(state) {
     el("div", { class: "text" }, piece.status === "ok" ? piece.text : `error: ${piece.error}`))));
 }
 
+// CTR of each group as a line, its 95% interval as a shaded band (high filled down to low).
+function ctrChart(groups, now) {
+  const chart = lineChart("chart-ctr", "CTR (clicked slots / slots shown)");
+  if (!chart) return;
+  const xy = (points, index) => points.filter((p) => p[index] !== null)
+    .map((p) => ({ x: p[0] - now, y: p[index] }));
+  chart.data.datasets = groups.flatMap((g, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    return [
+      { label: g.label, data: xy(g.series, 1), borderColor: color, backgroundColor: color },
+      { label: `${g.label} 95% high`, data: xy(g.series, 3), borderColor: "transparent",
+        backgroundColor: `${color}33`, fill: "+1", pointRadius: 0, band: true },
+      { label: `${g.label} 95% low`, data: xy(g.series, 2), borderColor: "transparent",
+        backgroundColor: "transparent", fill: false, pointRadius: 0, band: true },
+    ];
+  });
+  chart.options.plugins.legend.labels.filter = (item, data) => !data.datasets[item.datasetIndex].band;
+  chart.options.scales.x.min = -(lastState ? lastState.history_seconds : 300);
+  chart.options.scales.x.max = 0;
+  chart.update("none");
+}
+
+function positionChart(curves) {
+  if (typeof Chart === "undefined") return;
+  const data = { datasets: curves.map((c, i) => ({
+    label: c.label,
+    data: c.points.filter((p) => p.ctr !== null).map((p) => ({ x: p.position, y: p.ctr })),
+    borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
+  })) };
+  if (!charts.positions) {
+    charts.positions = new Chart($("chart-positions"), {
+      type: "line", data,
+      options: { animation: false, parsing: false, maintainAspectRatio: false, color: "#dce3ea",
+        elements: { point: { radius: 3 }, line: { borderWidth: 2 } },
+        scales: { x: { type: "linear", title: { display: true, text: "position" }, ticks: { stepSize: 1 }, grid: { color: "#263241" } },
+                  y: { beginAtZero: true, title: { display: true, text: "CTR" }, grid: { color: "#263241" } } },
+        plugins: { legend: { labels: { color: "#dce3ea", boxWidth: 12 } } } },
+    });
+  } else {
+    charts.positions.data = data;
+    charts.positions.update("none");
+  }
+}
+
+function renderFeedback(state) {
+  const fb = state.feedback;
+  const ratio = (v) => (v === null || v === undefined ? "–" : `${(v * 100).toFixed(2)}%`);
+  $("fb-lists").textContent = fmt(fb.lists_per_second, 2);
+  $("fb-window").textContent = fb.window_seconds ? seconds(fb.window_seconds) : "–";
+  $("fb-organic").textContent = fmt(fb.organic_clicks);
+  const notes = [];
+  if (fb.source.error) notes.push(`Feedback service: ${fb.source.error}`);
+  else if (!fb.groups.length) notes.push("No impressions in the window yet: lists appear here once the feedback service has stored them.");
+  $("fb-empty").textContent = notes.join(" ");
+  $("fb-empty").hidden = notes.length === 0;
+  fill($("fb-table").tBodies[0], fb.groups.map((g) => {
+    const c = g.current || {};
+    return el("tr", { "data-group": `${g.model_version}|${g.strategy}|${g.surface}` },
+      el("td", {}, g.model_version === null ? "–" : `v${g.model_version}`), el("td", {}, g.strategy), el("td", {}, g.surface),
+      el("td", { class: "num" }, fmt(c.lists)), el("td", { class: "num" }, fmt(c.impressions)),
+      el("td", { class: "num" }, fmt(c.clicks)), el("td", { class: "num fb-ctr" }, ratio(c.ctr)),
+      el("td", { class: "num muted" }, c.ci95 ? `${ratio(c.ci95[0])} – ${ratio(c.ci95[1])}` : "–"));
+  }));
+  ctrChart(fb.groups, state.generated_at);
+  positionChart(fb.positions);
+  setSeries(lineChart("chart-lists", "lists/s"), [
+    { label: "lists served (impressions topic)", points: fb.lists_series },
+  ], state.generated_at);
+}
+
 function renderTopics(state) {
   fill($("topic-table").tBodies[0], state.topics.map((t) => el("tr", { "data-topic": t.topic },
     el("td", {}, t.topic, t.is_dlq ? el("span", { class: "muted" }, " (DLQ)") : null),
@@ -270,7 +340,7 @@ function render(state) {
   lastState = state;
   refreshMs = Math.max(500, state.refresh_seconds * 1000);
   renderSources(state);
-  for (const panel of [renderOverview, renderLag, renderRecommender, renderGenerator, renderTopics]) {
+  for (const panel of [renderOverview, renderLag, renderRecommender, renderGenerator, renderFeedback, renderTopics]) {
     try { panel(state); } catch (err) { console.error(panel.name, err); }
   }
 }

@@ -66,7 +66,10 @@ def test_page_shows_live_throughput_lag_and_a_generated_article(topics, engine, 
     screenshot = README_SCREENSHOT if UPDATE_README else tmp_path / "dashboard.png"
     seed_panels(engine, topics)
     with (
-        service_worker(topics, tmp_path, SERVE, **FAST) as (_, port),
+        # No feedback service here (port 9 never answers): the Feedback panel says so.
+        service_worker(
+            topics, tmp_path, SERVE, MARQUEE_DASHBOARD_FEEDBACK_URL="http://127.0.0.1:9", **FAST
+        ) as (_, port),
         Traffic(topics, rate=80.0) as traffic,
     ):
         # Let a lag window fill (the statuses shown are judged ones) and some history build.
@@ -139,6 +142,8 @@ def test_page_shows_live_throughput_lag_and_a_generated_article(topics, engine, 
                 assert page.inner_text("#rec-active") == "v2"
                 assert "not a JSON event object" in page.inner_text("#dead-letters")
                 assert number(page.inner_text("#gen-tps")) > 0
+                page.wait_for_selector("text=cannot reach the feedback service", timeout=20_000)
+                assert page.evaluate("Chart.getChart('chart-lists') !== undefined")
                 assert not errors, errors
 
                 page.locator("#overview").scroll_into_view_if_needed()
