@@ -5,6 +5,7 @@ views), on the real broker and Postgres."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -16,7 +17,7 @@ from shared.experiments import arm_for
 from shared.experiments.store import ExperimentStore
 from tests.integration.feedback.test_feedback import PYTHONPATH, RECOMMENDER, feedback_worker
 from tests.integration.stack_helpers import marquee, seed_movielens
-from tests.integration.worker_helpers import eventually, service_worker
+from tests.integration.worker_helpers import eventually, get, service_worker
 
 #: Every MovieLens-100k reader: 300 left the CI at [-0.18, +2.77] pp at this seed.
 READERS = 943
@@ -53,7 +54,9 @@ def test_an_ab_experiment_als_against_popularity_is_served_and_reported(topics, 
     _, key = AppStore(engine).add("sim", ["marquee.interaction.v1"], source)
     collect = [sys.executable, "-m", "shared.cli.main", "serve", "collector"]
     with (
-        service_worker(topics, tmp_path, RECOMMENDER) as (_, recommender),
+        service_worker(
+            topics, tmp_path, RECOMMENDER, MARQUEE_RECOMMENDER_EXPERIMENTS_REFRESH_SECONDS="1"
+        ) as (_, recommender),
         service_worker(
             topics, tmp_path, collect, PYTHONPATH=PYTHONPATH,
             MARQUEE_COLLECTOR_KEYS_REFRESH_SECONDS="0.5",
@@ -89,6 +92,46 @@ def test_an_ab_experiment_als_against_popularity_is_served_and_reported(topics, 
         rows = eventually(settled, timeout=60)
         assert rows, (simulated.stdout, sent)
 
+        # An interleaving experiment started while the worker runs reaches it on its timer.
+        created = marquee(
+            topics,
+            *("experiments", "create", "feed-rank", "--kind", "interleaving"),
+            *("--surface", "feed", "--arm", "pop=popularity", "--arm", "als=als"),
+        )
+        assert created.returncode == 0, created.stderr
+
+        def interleaving():
+            status, body = get(recommender, "/users/1/recommendations?k=10&surface=feed")
+            return status == 200 and json.loads(body).get("experiment") == "feed-rank"
+
+        assert eventually(interleaving, timeout=15)
+        lists = 200
+        simulated = marquee(
+            topics,
+            *("simulate", "readers", "--key", "-", "--source", source, "--surface", "feed"),
+            *("--readers", str(lists), "--seed", str(SEED)),
+            *("--recommender", f"http://127.0.0.1:{recommender}"),
+            *("--collector", f"http://127.0.0.1:{collector}"),
+            input=key + "\n",
+            PYTHONPATH=PYTHONPATH,
+        )
+        assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        clicks = int(re.search(r"interleaved: .* (\d+) clicks", simulated.stdout)[1])
+
+        def credited():
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT count(DISTINCT impression_id), count(*), sum(clicks)"
+                        " FROM experiment_interleaving_credits WHERE experiment = 'feed-rank'"
+                    )
+                ).one()
+            # One row per list and ranker; the probe list above is one more list.
+            return rows if rows[0] == lists + 1 and rows[2] >= clicks else None
+
+        found = eventually(credited, timeout=60)
+        assert found and found[1] == 2 * found[0], (found, simulated.stdout)
+
     # Every reader is in the arm this process computes (another process, another hash seed:
     # bucketing agrees across workers and restarts), and each arm served its own strategy.
     with engine.connect() as conn:
@@ -121,3 +164,16 @@ def test_an_ab_experiment_als_against_popularity_is_served_and_reported(topics, 
     assert difference, report.stdout
     assert float(difference[1]) > 0, report.stdout  # ALS beats popularity, CI excludes 0
     assert "sample ratio ok" in report.stdout
+
+    interleaved = marquee(topics, "experiments", "report", "feed-rank")
+    assert interleaved.returncode == 0, interleaved.stderr
+    print(interleaved.stdout)
+    assert f"{lists + 1:,} interleaved lists: pop won " in interleaved.stdout
+    with engine.connect() as conn:
+        teams = conn.execute(
+            text(
+                "SELECT DISTINCT s.arm FROM feedback_slots s JOIN feedback_impressions i"
+                " USING (impression_id) WHERE i.experiment = 'feed-rank'"
+            )
+        ).scalars()
+        assert set(teams) == {"pop", "als"}
