@@ -144,6 +144,12 @@ def test_an_ab_experiment_als_against_popularity_is_served_and_reported(topics, 
     assert len(served) == READERS
     assert all(arm_for(experiment, r.user_id).name == r.arm for r in served)
     assert {(r.arm, r.strategy) for r in served} == {("als", "als"), ("pop", "popularity")}
+    # A restarted worker puts the same readers in the same arms.
+    stored = {r.user_id: r.arm for r in served}
+    with service_worker(topics, tmp_path, RECOMMENDER) as (_, restarted):
+        for user in sorted(stored, key=int)[:20]:
+            status, body = get(restarted, f"/users/{user}/recommendations?k=3&surface=home")
+            assert status == 200 and json.loads(body)["arm"] == stored[user], body
     # What the simulator sent per strategy is what Postgres holds per arm.
     by_arm = {r.arm: r for r in rows}
     assert {"als": by_arm["als"].clicks, "pop": by_arm["pop"].clicks} == {
