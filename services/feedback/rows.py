@@ -21,8 +21,9 @@ class ImpressionRow:
     surface: str
     experiment: str | None
     arm: str | None
-    #: ``(position, item_id, score)`` for every item shown.
-    slots: tuple[tuple[int, str, float], ...]
+    #: ``(position, item_id, score, arm)`` for every item shown; ``arm``: the ranker that
+    #: contributed the slot to an interleaved list, else ``None``.
+    slots: tuple[tuple[int, str, float, str | None], ...]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def impression_row(event: ImpressionEvent) -> ImpressionRow:
         surface=data.surface,
         experiment=data.experiment,
         arm=data.arm,
-        slots=tuple((item.position, item.item_id, item.score) for item in data.items),
+        slots=tuple((item.position, item.item_id, item.score, item.arm) for item in data.items),
     )
 
 

@@ -1,4 +1,4 @@
-"""The feedback tables (migration 0008): idempotent writes and the CTR query over them."""
+"""The feedback tables (migrations 0008 and 0013): idempotent writes and the CTR query over them."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ _SLOT_COLUMNS = {
     "position": "smallint",
     "item_id": "text",
     "score": "float8",
+    "arm": "text",
 }
 _INTERACTION_COLUMNS = {
     "event_source": "text",
@@ -128,10 +129,10 @@ class FeedbackStore:
                 bind = _columns(rows, _IMPRESSION_COLUMNS)
                 new_impressions = set(conn.execute(_IMPRESSIONS, bind).scalars())
                 slots = [
-                    {"impression_id": row.impression_id, "position": p, "item_id": i, "score": s}
+                    dict(zip(_SLOT_COLUMNS, (row.impression_id, *slot), strict=True))
                     for row in impressions
                     if row.impression_id in new_impressions
-                    for p, i, s in row.slots
+                    for slot in row.slots
                 ]
                 if slots:
                     conn.execute(_SLOTS, _columns(slots, _SLOT_COLUMNS))

@@ -22,12 +22,14 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.db import make_engine
 from shared.errors import MarqueeError
+from shared.experiments.store import ExperimentStore
 from shared.service import Service, create_app
 from shared.service.credentials import aiokafka_options
 from shared.topics import full_name
 
 from .batch_ingest import BatchIngest
 from .catalog_store import PostgresCatalog
+from .experiments import RunningExperiments
 from .http import install_views
 from .impressions import ImpressionLog
 from .metrics import RecommenderMetrics
@@ -116,6 +118,7 @@ def build(
         dead_letter=service.dead_letter,
         metrics=metrics,
         impressions=ImpressionLog(publish_impressions, metrics.impressions),
+        experiments=RunningExperiments(ExperimentStore(engine).all),
         codec=service.codec,
         counters=service.counters,  # reported in every heartbeat
     )
@@ -132,6 +135,9 @@ def build(
 
     # Faust's timer decorator returns the endless loop; the worker's methods stay callable.
     app.timer(settings.recommender_model_poll_seconds, on_leader=False)(worker.reload)
+    app.timer(settings.recommender_experiments_refresh_seconds, on_leader=False)(
+        worker.refresh_experiments
+    )
     app.timer(settings.recommender_fold_in_sync_seconds, on_leader=False)(worker.adopt_fold_ins)
     if settings.recommender_retrain_check_seconds:
         app.timer(settings.recommender_retrain_check_seconds, on_leader=False)(worker.check_retrain)

@@ -17,8 +17,9 @@ from faust.web import Request, Response, View
 from shared.service import Service, params
 from shared.service.params import BadParameter
 
+from .experiments import ListRequest
 from .model import UnknownItem
-from .serving import described, popular_within, recommend_async
+from .serving import described, popular_within
 
 if TYPE_CHECKING:
     from .worker import RecommenderWorker
@@ -78,24 +79,19 @@ def install_views(service: Service, worker: RecommenderWorker) -> None:
                 surface = _surface(request)
             except BadParameter as exc:
                 return self.json({"error": str(exc)}, status=400)
-            items, strategy = await recommend_async(
-                current, worker.interactions, user_id, k, exclude_seen, kind, max_per_tag=cap
+            served, impression_id = await worker.serve(
+                current, ListRequest(user_id, k, exclude_seen, kind, cap), surface
             )
-            return self.json(
-                {
-                    "user_id": user_id,
-                    "items": described(current.recommender, items),
-                    "strategy": strategy,
-                    "model_version": current.version.id,
-                    "impression_id": worker.impressions.served(
-                        user_id,
-                        items,
-                        strategy=strategy,
-                        model_version=current.version.id,
-                        surface=surface,
-                    ),
-                }
-            )
+            body = {
+                "user_id": user_id,
+                "items": described(current.recommender, served.items),
+                "strategy": served.strategy,
+                "model_version": current.version.id,
+                "impression_id": impression_id,
+            }
+            if served.experiment is not None:
+                body.update(experiment=served.experiment, arm=served.arm)
+            return self.json(body)
 
     @service.route("/items/popular")
     class Popular(View):

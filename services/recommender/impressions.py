@@ -51,16 +51,21 @@ class ImpressionLog:
         model_version: int | None,
         surface: str | None = None,
         answering: str | None = None,
+        impression_id: str | None = None,
+        experiment: str | None = None,
+        arm: str | None = None,
+        teams: Sequence[str] | None = None,
     ) -> str:
         """The new impression's id; its event is on its way to ``impressions``.
 
         ``answering``: the idempotency key of the request being answered, when there is one
         (a Kafka request's ``source/id``). The id is then derived from it, so an answer
         retried after a failed reply publishes the same impression again, which the
-        feedback service keeps once, instead of a second one nobody saw."""
-        impression_id = (
-            uuid.uuid5(uuid.NAMESPACE_URL, answering).hex if answering else uuid.uuid4().hex
-        )
+        feedback service keeps once, instead of a second one nobody saw. ``impression_id``:
+        one :meth:`mint` gave already (an interleaved list is seeded by it). ``experiment``
+        and ``arm``: the A/B arm that served it; ``teams``: per slot, the arm (ranker) of an
+        interleaved list that contributed it."""
+        impression_id = impression_id or self.mint(answering)
         if self.publish is None:
             return impression_id
         if len(self.in_flight) >= self.max_in_flight:
@@ -77,11 +82,14 @@ class ImpressionLog:
                 "user_id": user_id,
                 "items": [
                     {"item_id": item, "position": n, "score": score}
+                    | ({"arm": teams[n - 1]} if teams else {})
                     for n, (item, score) in enumerate(items, start=1)
                 ],
                 "strategy": strategy,
                 "model_version": model_version,
                 "surface": surface or "default",
+                "experiment": experiment,
+                "arm": arm,
             },
             source=SOURCE,
         )
@@ -89,6 +97,11 @@ class ImpressionLog:
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
         return impression_id
+
+    @staticmethod
+    def mint(answering: str | None = None) -> str:
+        """A new impression id, derived from ``answering`` when given (see :meth:`served`)."""
+        return uuid.uuid5(uuid.NAMESPACE_URL, answering).hex if answering else uuid.uuid4().hex
 
     async def _send(self, event: ImpressionEvent) -> None:
         try:

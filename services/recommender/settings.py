@@ -88,6 +88,9 @@ class RecommenderSettings(Settings):
     #: Publish an impression (``impressions``) for every list served; off for callers that log
     #: their own. Answers carry an ``impression_id`` either way.
     recommender_publish_impressions: bool = True
+    #: How often the running experiments (``marquee experiments``) are read again: a new or
+    #: stopped experiment reaches serving within this long.
+    recommender_experiments_refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     #: The content encoder's model directory (set-up builds the default one).
     recommender_content_model_dir: Path = DEFAULT_CONTENT_MODEL_DIR

@@ -35,6 +35,7 @@ from shared.retry import retry_until_done
 from . import freshness
 from .confidence import Weights
 from .content import content_text
+from .experiments import ListRequest, RunningExperiments, Served
 from .impressions import ImpressionLog
 from .metrics import RecommenderMetrics
 from .model_store import TrainingBusy
@@ -53,7 +54,6 @@ from .serving import (
     described,
     fit_content_map,
     load_active,
-    recommend_async,
 )
 from .settings import RecommenderSettings
 from .trainer import ProcessTrainer
@@ -102,6 +102,7 @@ class RecommenderWorker(mode.Service):
         counters: dict[str, float] | None = None,
         train: Train | None = None,
         impressions: ImpressionLog | None = None,
+        experiments: RunningExperiments | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
@@ -120,6 +121,8 @@ class RecommenderWorker(mode.Service):
         self.clock = clock
         #: Mints every answer's impression id (and publishes the list, when it is set to).
         self.impressions = impressions or ImpressionLog(None)
+        #: The running experiments, read again by :meth:`refresh_experiments` on a timer.
+        self.experiments = experiments or RunningExperiments(None)
         self.weights = Weights.from_settings(settings)
         self.policy = settings.retrain_policy()
         #: Totals reported in every heartbeat (the service's ``counters``).
@@ -139,6 +142,7 @@ class RecommenderWorker(mode.Service):
         # passes, each of which held the interpreter for ~200 ms, stalling every request
         # (seen in the reload after a retrain; recommender_serving_p99_during_retrain).
         gc.freeze()
+        await self.experiments.refresh()  # then on a timer
 
     # Readiness (/readyz).
 
@@ -482,6 +486,38 @@ class RecommenderWorker(mode.Service):
             log.info("retrain done: version %s %s", outcome.version, outcome.status)
             await self.reload()
 
+    # Serving (HTTP and Kafka).
+
+    async def refresh_experiments(self) -> None:
+        await self.experiments.refresh()
+
+    async def serve(
+        self,
+        current: Loaded,
+        request: ListRequest,
+        surface: str | None,
+        *,
+        answering: str | None = None,
+    ) -> tuple[Served, str]:
+        """The list for ``request`` (its experiment arm's, if one runs on ``surface``) and
+        the id of its impression, which is on its way to ``impressions``."""
+        impression_id = self.impressions.mint(answering)
+        served = await self.experiments.serve(
+            current, self.interactions, request, surface, impression_id
+        )
+        self.impressions.served(
+            request.user_id,
+            served.items,
+            strategy=served.strategy,
+            model_version=current.version.id,
+            surface=surface,
+            impression_id=impression_id,
+            experiment=served.experiment,
+            arm=served.arm,
+            teams=served.teams,
+        )
+        return served, impression_id
+
     # Requests over Kafka.
 
     async def answer(self, record: Record) -> None:
@@ -506,26 +542,22 @@ class RecommenderWorker(mode.Service):
         if current is None:
             reply.update(strategy="popularity", error="no active model yet")
         else:
-            items, strategy = await recommend_async(
+            served, impression_id = await self.serve(
                 current,
-                self.interactions,
-                request.user_id,
-                request.k,
-                request.exclude_seen,
-                request.kind,
-                max_per_tag=request.max_per_tag,
+                ListRequest(
+                    request.user_id,
+                    request.k,
+                    request.exclude_seen,
+                    request.kind,
+                    request.max_per_tag,
+                ),
+                request.surface,
+                answering=parsed.idempotency_key,
             )
             reply.update(
-                items=described(current.recommender, items),
-                strategy=strategy,
+                items=described(current.recommender, served.items),
+                strategy=served.strategy,
                 model_version=current.version.id,
-                impression_id=self.impressions.served(
-                    request.user_id,
-                    items,
-                    strategy=strategy,
-                    model_version=current.version.id,
-                    surface=request.surface,
-                    answering=parsed.idempotency_key,
-                ),
+                impression_id=impression_id,
             )
         await self.publish(RecommendationsEvent.create(reply, source="urn:marquee:recommender"))

@@ -95,6 +95,8 @@ class ShownItem(Strict):
     #: 1 is the top of the list.
     position: int = Field(ge=1, le=200)
     score: float = Field(allow_inf_nan=False)
+    #: In an interleaved list, the arm (ranker) that contributed this slot.
+    arm: Name | None = None
 
 
 class Impression(Strict):

@@ -62,8 +62,9 @@ def marquee(
     )
 
 
-def seed_movielens(engine, count: int) -> None:
-    """The first ``count`` MovieLens ratings stored as the recommender's ingest stores them."""
+def seed_movielens(engine, count: int, ratings=None) -> None:
+    """The first ``count`` MovieLens ratings (of ``ratings``, default all of them, in time
+    order) stored as the recommender's ingest stores them."""
     from datetime import UTC, datetime
 
     from services.recommender.confidence import Weights
@@ -73,7 +74,7 @@ def seed_movielens(engine, count: int) -> None:
 
     weights, store = Weights(), InteractionStore(engine)
     rows = []
-    for n, r in enumerate(load_ratings()[:count]):
+    for n, r in enumerate((load_ratings() if ratings is None else ratings)[:count]):
         action = "like" if r.rating >= 4 else "view"
         interaction = Interaction(user_id=r.user_id, item_id=r.item_id, action=action)
         rows.append(

@@ -77,7 +77,7 @@ def test_impressions_are_kept_once_and_bad_ones_dead_lettered():
     good = encoded(shown())
     asyncio.run(feedback.consume([good, good, Message(b"{oops")], "impressions"))
     assert list(store.impressions) == ["imp-1"] and store.impressions["imp-1"].slots == (
-        (1, "a", 1.0),
+        (1, "a", 1.0, None),
     )
     assert [topic for topic, _ in letters] == ["impressions"]
     value = registry.get_sample_value

@@ -13,15 +13,41 @@ from tests.integration.stack_helpers import marquee
 
 
 def insert_counts(engine, experiment: str, rows: list[UserCounts]) -> None:
+    """The feedback rows behind ``rows`` (migration 0013's view reads them): per user one
+    list of ``impressions`` slots, the first ``clicks`` of them clicked, and ``pre_period``
+    clicks a day before the experiment started."""
+    users = [r.user_id for r in rows]
+    bind = {
+        "experiment": experiment,
+        "users": users,
+        "arms": [r.arm for r in rows],
+        "slots": [r.impressions for r in rows],
+        "clicks": [r.clicks for r in rows],
+        "pre": [int(r.pre_period or 0) for r in rows],
+    }
+    unnest = (
+        "unnest(CAST(:users AS text[]), CAST(:arms AS text[]), CAST(:slots AS int[]),"
+        " CAST(:clicks AS int[]), CAST(:pre AS int[])) AS t(u, arm, slots, clicks, pre)"
+    )
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO experiment_user_counts"
-                " (experiment, user_id, arm, impressions, clicks, pre_period)"
-                " VALUES (:experiment, :user_id, :arm, :impressions, :clicks, :pre_period)"
-            ),
-            [{"experiment": experiment, **r.__dict__} for r in rows],
-        )
+        for statement in (
+            "INSERT INTO feedback_impressions (impression_id, user_id, served_at, strategy,"
+            " surface, experiment, arm, slots) SELECT :experiment || '/' || u, u, now(), 'als',"
+            f" 'home', :experiment, arm, slots FROM {unnest}",
+            "INSERT INTO feedback_slots (impression_id, position, item_id, score)"
+            " SELECT :experiment || '/' || u, p, 'item-' || p, 0"
+            f" FROM {unnest}, generate_series(1, slots) AS p",
+            "INSERT INTO feedback_interactions (event_source, event_id, impression_id, user_id,"
+            " item_id, action, occurred_at) SELECT 'urn:test', :experiment || '/' || u || '/' || p,"
+            " :experiment || '/' || u, u, 'item-' || p, 'click', now()"
+            f" FROM {unnest}, generate_series(1, clicks) AS p",
+            "INSERT INTO feedback_interactions (event_source, event_id, user_id, item_id, action,"
+            " occurred_at) SELECT 'urn:test:pre', :experiment || '/' || u || '/' || p, u,"
+            " 'old-' || p, 'click', e.starts_at - interval '1 day'"
+            f" FROM {unnest}, generate_series(1, pre) AS p, experiments e"
+            " WHERE e.name = :experiment",
+        ):
+            conn.execute(text(statement), bind)
 
 
 def test_create_list_report_stop(settings, engine):
@@ -54,7 +80,7 @@ def test_create_list_report_stop(settings, engine):
         arm = arm_for(experiment, f"user-{k}").name
         source = (n, c, pre) if arm == "control" else treated
         rows.append(
-            UserCounts(f"user-{k}", arm, *(int(v[k]) for v in source[:2]), float(source[2][k]))
+            UserCounts(f"user-{k}", arm, *(int(v[k]) for v in source[:2]), float(int(source[2][k])))
         )
     insert_counts(engine, "home-als64", rows)
     assert sorted(ExperimentStore(engine).user_counts("home-als64"), key=lambda r: r.user_id) == (
@@ -87,7 +113,7 @@ def test_report_flags_a_broken_split(settings, engine):
         settings, "experiments", "create", "broken", "--surface", "home",
         "--arm", "a=als", "--arm", "b=popularity",
     ).returncode == 0  # fmt: skip
-    rows = [UserCounts(f"u{k}", "a" if k < 5_200 else "b", 5, k % 2) for k in range(10_000)]
+    rows = [UserCounts(f"u{k}", "a" if k < 5_200 else "b", 5, k % 2, 0.0) for k in range(10_000)]
     insert_counts(engine, "broken", rows)
     report = marquee(settings, "experiments", "report", "broken")
     assert report.returncode == 0, report.stderr
@@ -101,19 +127,44 @@ def test_interleaving_report(settings, engine):
         settings, "experiments", "create", "rank-64", "--kind", "interleaving",
         "--surface", "home", "--arm", "als8=als@8", "--arm", "als64=als@64",
     ).returncode == 0  # fmt: skip
-    credits = [(k, "als8", 0) for k in range(300)] + [(k, "als64", 1) for k in range(200)]
-    credits += [(k, "als64", 0) for k in range(200, 300)]
-    credits += [(k, "als8", 1) for k in range(300, 350)] + [
-        (k, "als64", 0) for k in range(300, 350)
-    ]
+    # Interleaved lists as the feedback service keeps them: list k shows one slot per ranker
+    # (als8 at position 1, als64 at 2); ``clicked`` names the rankers whose slot was clicked.
+    clicked = [("als64",)] * 200 + [()] * 100 + [("als8",)] * 50
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO experiment_interleaving_credits (experiment, impression_id, arm, clicks)"
-                " VALUES ('rank-64', :impression, :arm, :clicks)"
+                "INSERT INTO feedback_impressions (impression_id, user_id, served_at, strategy,"
+                " surface, experiment, slots) VALUES (:i, 'u', now(), 'interleaved', 'home',"
+                " 'rank-64', 2)"
             ),
-            [{"impression": f"i{k}", "arm": arm, "clicks": clicks} for k, arm, clicks in credits],
+            [{"i": f"i{k}"} for k in range(len(clicked))],
         )
+        conn.execute(
+            text(
+                "INSERT INTO feedback_slots (impression_id, position, item_id, score, arm)"
+                " VALUES (:i, :p, :arm, 0, :arm)"
+            ),
+            [
+                {"i": f"i{k}", "p": p, "arm": arm}
+                for k in range(len(clicked))
+                for p, arm in ((1, "als8"), (2, "als64"))
+            ],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO feedback_interactions (event_source, event_id, impression_id,"
+                " user_id, item_id, action, occurred_at) VALUES ('urn:test', :e, :i, 'u', :arm,"
+                " 'click', now())"
+            ),
+            [
+                {"e": f"c{k}-{arm}", "i": f"i{k}", "arm": arm}
+                for k, arms in enumerate(clicked)
+                for arm in arms
+            ],
+        )
+    assert sorted(ExperimentStore(engine).interleaving_credits("rank-64")) == sorted(
+        [(0, 1)] * 200 + [(0, 0)] * 100 + [(1, 0)] * 50
+    )
     report = marquee(settings, "experiments", "report", "rank-64")
     assert report.returncode == 0, report.stderr
     assert "350 interleaved lists: als8 won 50, als64 won 200, 100 ties" in report.stdout

@@ -20,8 +20,6 @@ EXPECTED_TABLES = {
     "apps",
     "experiments",
     "experiment_arms",
-    "experiment_user_counts",
-    "experiment_interleaving_credits",
     "reranker_versions",
     "feedback_impressions",
     "feedback_slots",
@@ -29,6 +27,8 @@ EXPECTED_TABLES = {
     "lm_versions",
     "alembic_version",
 }
+
+EXPECTED_VIEWS = {"experiment_user_counts", "experiment_interleaving_credits"}
 
 
 @pytest.fixture
@@ -50,6 +50,8 @@ def test_migrations_apply_to_an_empty_schema_and_are_idempotent(unmigrated):
     head = current_revision(engine, schema)
     assert head is not None
     assert set(inspect(engine).get_table_names(schema=schema)) == EXPECTED_TABLES
+    # Migration 0013: the report inputs are views over the feedback rows.
+    assert set(inspect(engine).get_view_names(schema=schema)) == EXPECTED_VIEWS
     upgrade(engine, schema)  # second run: nothing to do, nothing breaks
     assert current_revision(engine, schema) == head
 
@@ -89,6 +91,8 @@ def test_concurrent_migrators_take_turns(unmigrated):
             future.result()  # none of them fails on a half-created schema
     assert current_revision(engine, schema) is not None
     assert set(inspect(engine).get_table_names(schema=schema)) == EXPECTED_TABLES
+    # Migration 0013: the report inputs are views over the feedback rows.
+    assert set(inspect(engine).get_view_names(schema=schema)) == EXPECTED_VIEWS
 
 
 def test_interaction_indices_are_backfilled_from_the_id_maps(unmigrated):
@@ -139,18 +143,21 @@ def test_experiments_refuse_bad_definitions_and_orphan_counts(engine):
         " VALUES ('e', 'b', 1, 'als', 0)",
         "INSERT INTO experiment_arms (experiment, arm, position, strategy, weight)"
         " VALUES ('e', 'b', 0, 'als', 1)",  # position taken
-        "INSERT INTO experiment_user_counts (experiment, user_id, arm, impressions, clicks)"
-        " VALUES ('e', 'u1', 'nope', 1, 0)",
     ]
     for statement in refused:
         with pytest.raises(IntegrityError), engine.begin() as conn:
             conn.execute(text(statement))
+    # The report's counts are a view over the feedback rows (0013): an impression of a
+    # deleted experiment leaves no orphan count behind.
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO experiment_user_counts (experiment, user_id, arm, impressions, clicks)"
-                " VALUES ('e', 'u1', 'a', 3, 1)"
+                "INSERT INTO feedback_impressions (impression_id, user_id, served_at, strategy,"
+                " surface, experiment, arm, slots) VALUES ('i1', 'u1', now(), 'als', 'home', 'e',"
+                " 'a', 3)"
             )
         )
+        counts = "SELECT user_id, arm, impressions, clicks FROM experiment_user_counts"
+        assert conn.execute(text(counts)).all() == [("u1", "a", 3, 0)]
         conn.execute(text("DELETE FROM experiments WHERE name = 'e'"))
-        assert conn.execute(text("SELECT count(*) FROM experiment_user_counts")).scalar() == 0
+        assert conn.execute(text(counts)).all() == []
