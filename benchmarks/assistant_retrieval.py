@@ -67,6 +67,7 @@ def recall(retriever: Retriever, questions: list[tuple[str, str]], mode: str) ->
     "assistant_retrieval_recall@5",
     unit="recall",
     target_ratio=1.0,
+    target_range=(TARGET_RECALL, None),
     needs_kafka=False,
     description=f"""
         Share of questions whose source item is among the {K} items the grounded assistant

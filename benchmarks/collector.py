@@ -135,6 +135,7 @@ async def _batches(port: int, key: str, events: list[InteractionEvent]) -> float
     "collector_p99",
     unit="ms",
     higher_is_better=False,
+    target_range=(None, TARGET_P99_MS),
     description="""
         p99 latency of a one-event beacon through the collector (`POST /v1/events?key=...`,
         a `text/plain` body and an allowed `Origin`, as `navigator.sendBeacon` sends it) at

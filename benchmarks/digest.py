@@ -215,7 +215,7 @@ def _measure(ctx: Context) -> dict:
     "digest_grounding",
     unit="share",
     target_ratio=3.0,
-    target_range=(0.6, 1.0),
+    target_range=(0.6, None),
     description=f"""
         Share of the recommended items ({ITEMS} per reader as the recommender lists them,
         {USERS} MovieLens readers, recommender trained on MovieLens-100k) whose title, or

@@ -28,6 +28,7 @@ SOURCE = "urn:bench:web"
     "attribution_lag_p95",
     unit="ms",
     higher_is_better=False,
+    target_range=(None, TARGET_P95_MS),
     description="""
         p95 milliseconds from a click (`marquee.interaction.v1` naming an impression),
         published and confirmed by the broker, to the moment `GET /metrics/ctr` of the real

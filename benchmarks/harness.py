@@ -92,9 +92,10 @@ class Benchmark:
     higher_is_better: bool = True
     #: The ratio the issue asks for (``None``: no target, just a figure to watch).
     target_ratio: float | None = None
-    #: Where the figure itself must land, for calibration figures (a false-positive rate)
-    #: that are right in a range rather than better the higher or the lower.
-    target_range: tuple[float, float] | None = None
+    #: Where the figure itself must land: an absolute target beside the ratio's (``(None,
+    #: 20)``: at most 20; ``(20_000, None)``: at least 20,000), or a range for calibration
+    #: figures (a false-positive rate) that are right neither higher nor lower.
+    target_range: tuple[float | None, float | None] | None = None
     #: Whether the benchmark needs the broker (the CLI checks it is reachable first).
     needs_kafka: bool = True
 
@@ -119,7 +120,16 @@ class Benchmark:
         if self.target_range is None:
             return None
         low, high = self.target_range
-        return low <= value <= high
+        return (low is None or value >= low) and (high is None or value <= high)
+
+    def range_text(self) -> str:
+        """``0.03–0.07``, ``≤ 20`` or ``≥ 20,000``."""
+        low, high = self.target_range  # type: ignore[misc]
+        if low is None:
+            return f"≤ {high:,g}"
+        if high is None:
+            return f"≥ {low:,g}"
+        return f"{low:,g}–{high:,g}"
 
 
 _REGISTRY: dict[str, Benchmark] = {}
@@ -206,8 +216,7 @@ def summary(bench: Benchmark, result: Result) -> str:
     in_range = bench.in_target_range(result.value)
     if in_range is not None:
         verdict = "meets the target" if in_range else "MISSES the target"
-        low, high = bench.target_range  # type: ignore[misc]
-        line += f"; {verdict} (value in {low:g}–{high:g} {bench.unit})"
+        line += f"; {verdict} (value {bench.range_text()} {bench.unit})"
     return line
 
 
@@ -332,8 +341,7 @@ def render_markdown(
         value = f"{fmt(row['value'])} {row['unit']}"
         in_range = bench.in_target_range(row["value"]) if bench is not None else None
         if in_range is not None:
-            low, high = bench.target_range  # type: ignore[union-attr,misc]
-            value += f" {'✅' if in_range else '❌'} target {low:g}–{high:g}"
+            value += f" {'✅' if in_range else '❌'} target {bench.range_text()}"
         lines.append(
             "| "
             + " | ".join(

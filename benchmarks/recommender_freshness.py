@@ -34,6 +34,7 @@ SOURCE = "urn:marquee:bench-freshness"
     "recommender_freshness_p95",
     unit="ms",
     higher_is_better=False,
+    target_range=(None, TARGET_P95_MS),
     description="""
         p95 time from publishing a `like` (SDK `publish_sync`, confirmed) to the first
         `GET /users/{id}/recommendations?exclude_seen=true` answer that reflects it: the

@@ -42,6 +42,7 @@ TARGET = 20_000
     "recommender_ingest_throughput",
     unit="events/s",
     target_ratio=4.0,
+    target_range=(TARGET, None),
     description="""
         Interactions per second from the `interactions` topic to committed Postgres rows
         (validated, one row per event id, user×item confidence aggregated, users and items

@@ -45,6 +45,7 @@ SOURCE = "urn:marquee:bench-catalog"
     "recommender_item_recommendable_p95",
     unit="ms",
     higher_is_better=False,
+    target_range=(None, TARGET_P95_MS),
     description="""
         p95 time from publishing a new `marquee.item.v1` to `catalog` (SDK `publish_sync`,
         confirmed) to the first `GET /users/{id}/recommendations?kind=<its kind>` answer that

@@ -55,6 +55,7 @@ TARGET_P99_MS = 10.0
     "recommender_serving_p99",
     unit="ms",
     higher_is_better=False,
+    target_range=(None, TARGET_P99_MS),
     description="""
         p99 latency of `GET /users/{id}/recommendations?k=10&exclude_seen=true` from the
         real worker (`marquee serve recommender`, model trained by `marquee train` on

@@ -68,7 +68,7 @@ SCHEDULED = {
     unit="ms",
     higher_is_better=False,
     # The target is on the figure itself (issue: p99 ≤ 50 ms during a retrain), not a ratio.
-    target_range=(0.0, 50.0),
+    target_range=(None, 50.0),
     description=f"""
         p99 latency of `GET /users/{{id}}/recommendations?k=10` from one real worker
         (`marquee serve recommender`, MovieLens-100k ingested through it, first model by

@@ -62,7 +62,26 @@ def test_a_figure_with_a_target_range_is_marked_in_or_out_of_it(tmp_path, value,
         func=lambda ctx: None, higher_is_better=False, target_range=(0.03, 0.07),
     )  # fmt: skip
     result = Result(value=value, baseline_name="binomial", baseline_value=0.2)
-    assert f"{verdict} the target (value in 0.03–0.07 of tests)" in harness.summary(bench, result)
+    assert f"{verdict} the target (value 0.03–0.07 of tests)" in harness.summary(bench, result)
     docs = harness.Docs(tmp_path)
     docs.record([harness.entry(bench, result)], {"t_rate": bench})
     assert f"{harness.fmt(value)} of tests {mark} target 0.03–0.07 |" in docs.md_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("bounds", "value", "text", "mark"),
+    [
+        ((None, 20.0), 55.6, "≤ 20", "❌"),
+        ((None, 20.0), 14.0, "≤ 20", "✅"),
+        ((20_000.0, None), 3_355.0, "≥ 20,000", "❌"),
+    ],
+)
+def test_an_absolute_target_beside_the_ratio_is_marked_too(tmp_path, bounds, value, text, mark):
+    bench = harness.Benchmark(
+        name="t_abs", unit="ms", description="t", command="make bench NAME=t_abs",
+        func=lambda ctx: None, target_ratio=0.7, target_range=bounds,
+    )  # fmt: skip
+    result = Result(value=value, baseline_name="sdk", baseline_value=value)
+    docs = harness.Docs(tmp_path)
+    docs.record([harness.entry(bench, result)], {"t_abs": bench})
+    assert f"{harness.fmt(value)} ms {mark} target {text} |" in docs.md_path.read_text()
