@@ -30,6 +30,9 @@ from shared.topics import full_name
 from .errors import RecommenderUnavailable
 from .replies import SOURCE
 
+#: Where the lists a briefing is written from are shown, in impressions and experiments.
+SURFACE = "digest"
+
 log = logging.getLogger(__name__)
 
 #: How long one poll of the replies waits (also how soon the listener sees a stop).
@@ -99,7 +102,7 @@ class RecommendationClient(mode.Service):
         self._waiting[request_id] = waiter
         try:
             await asyncio.wait_for(self._ready.wait(), max(0.0, deadline - time.monotonic()))
-            request = {"request_id": request_id, "user_id": user_id, "k": k}
+            request = {"request_id": request_id, "user_id": user_id, "k": k, "surface": SURFACE}
             await asyncio.wait_for(
                 self.publish(RecommendationRequestEvent.create(request, source=SOURCE)),
                 max(0.0, deadline - time.monotonic()),

@@ -116,8 +116,10 @@ def test_the_ungrounded_assistant_is_not_grounded():
 def test_the_client_names_the_recommender_when_no_reply_comes():
     from services.generator.settings import GeneratorSettings
 
+    asked = []
+
     async def publish(event):
-        return None
+        asked.append(event.data)
 
     client = RecommendationClient(GeneratorSettings(_env_file=None), publish)
     client._ready.set()  # as if its listener had started: the reply never comes
@@ -130,3 +132,4 @@ def test_the_client_names_the_recommender_when_no_reply_comes():
 
     assert "the recommender did not answer within 0.05 s" in asyncio.run(ask())
     assert client._waiting == {}
+    assert [(r.user_id, r.k, r.surface) for r in asked] == [("u1", 3, "digest")]
