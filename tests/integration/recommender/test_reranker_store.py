@@ -41,7 +41,9 @@ def test_checkpoint_round_trips_and_survives_a_restart(engine, settings, reranke
     store = RerankerStore(engine)
     saved = store.save(reranker, ndcg=0.23, baseline_ndcg=0.20, metrics={"users": 943})
     assert saved.status == "active" and saved.metrics == {"users": 943}
-    assert store.load(saved.version).click_probability(PROBE) == reranker.click_probability(PROBE)
+    # Equal to rounding: river sums over sets, whose order a loaded copy need not keep.
+    loaded = store.load(saved.version).click_probability(PROBE)
+    assert loaded == pytest.approx(reranker.click_probability(PROBE), rel=1e-12)
 
     out = subprocess.run(
         [sys.executable, "-c", RESTARTED, json.dumps(PROBE)],
@@ -60,7 +62,7 @@ def test_checkpoint_round_trips_and_survives_a_restart(engine, settings, reranke
     )
     version, probability = json.loads(out.stdout)
     assert version == saved.version
-    assert probability == reranker.click_probability(PROBE)
+    assert probability == pytest.approx(reranker.click_probability(PROBE), rel=1e-12)
 
 
 def test_a_reranker_worse_than_als_order_is_not_activated(engine, reranker):

@@ -66,7 +66,8 @@ def test_categorical_features_are_one_hot_without_zeros(trained):
 def test_checkpoint_round_trips(trained):
     copy = Reranker.from_bytes(trained.to_bytes())
     f = features(random.Random(3))
-    assert copy.click_probability(f) == trained.click_probability(f)
+    # Equal to rounding: river sums over sets, whose order a rebuilt copy need not keep.
+    assert copy.click_probability(f) == pytest.approx(trained.click_probability(f), rel=1e-12)
 
 
 class Boom:
