@@ -1,6 +1,7 @@
-"""The README's commands, run as it shows them, against the real stack: it cannot drift.
+"""The README's commands and docs/usage.md's, run as they show them, against the real stack:
+they cannot drift.
 
-Each fenced block below is read from README.md itself, run line by line through bash from
+Each fenced block below is read from the page itself, run line by line through bash from
 the checkout (the test's own topic prefix and schema in the environment, and the test
 stack's ports where the README names the local stack's), and each line must do what its
 block says: finish with exit code 0, or, for a command that runs until stopped, still run
@@ -21,6 +22,7 @@ from tests.integration.stack_helpers import KAFKA_PORT, ROOT, cli_env
 from tests.integration.worker_helpers import get
 
 README = (ROOT / "README.md").read_text()
+USAGE = (ROOT / "docs" / "usage.md").read_text()
 SASL_PORT = KAFKA_PORT + 4
 #: Commands that run until stopped: alive after this long, and answering on their port.
 FOREGROUND = {
@@ -38,13 +40,6 @@ STDIN = {"marquee users add app1 --password-stdin": "a-long-password\n"}
 #: module, or where it is covered instead and why.
 BLOCKS = {
     "## Two commands on a fresh machine": "CI runs `make test`; test_end_to_end runs the demo",
-    "## Using it": "test_using_it_runs_as_written",
-    "### Recommendations over HTTP": "test_recommendations_over_http_answer_as_shown",
-    "### The ops dashboard": "test_the_dashboard_block_runs_as_written (the YAML: Prometheus's)",
-    "### Generating text: the model and the engine": "set-up runs build-default; "
-    "tests/services/generator/test_cli.py runs model info and generate",
-    "### The generator service": "test_the_generator_service_block_runs_as_written",
-    "### Publishing from your app (Python SDK)": "test_the_sdk_snippet_runs_as_written",
     "## Configuration": "test_trying_authentication_locally_runs_as_written",
     "## Production-like: Docker Compose": "no Docker engine here: tests/deploy checks the file",
     "## Layout": "a picture, not a command",
@@ -52,6 +47,15 @@ BLOCKS = {
 #: The same accounting for the docs/ pages the README links to.
 PAGES = {
     "README.md": BLOCKS,
+    "docs/usage.md": {
+        "## The marquee command": "test_using_it_runs_as_written",
+        "## Recommendations over HTTP": "test_recommendations_over_http_answer_as_shown",
+        "## The ops dashboard": "test_the_dashboard_block_runs_as_written",
+        "## Generating text: the model and the engine": "set-up runs build-default; "
+        "tests/services/generator/test_cli.py runs model info and generate",
+        "## The generator service": "test_the_generator_service_block_runs_as_written",
+        "## Publishing from your app (Python SDK)": "test_the_sdk_snippet_runs_as_written",
+    },
     "docs/dashboard.md": {"## Metrics for Prometheus": "Prometheus's YAML, not a command"},
     "docs/generator.md": {
         "## Other models": "the Optimum export needs PyTorch, kept out of this install",
@@ -71,10 +75,11 @@ PAGES = {
 }
 
 
-def block(after: str) -> list[str]:
-    """The command lines of the first ```sh block after the heading or text ``after``."""
-    start = README.index(after)
-    match = re.search(r"```sh\n(.*?)```", README[start:], re.S)
+def block(after: str, page: str = USAGE) -> list[str]:
+    """The command lines of the first ```sh block after the heading or text ``after`` in
+    ``page`` (docs/usage.md unless told)."""
+    start = page.index(after)
+    match = re.search(r"```sh\n(.*?)```", page[start:], re.S)
     assert match, f"no sh block after {after!r}"
     lines, current = [], ""
     for line in match.group(1).splitlines():
@@ -150,9 +155,9 @@ def start(line: str, env: dict, log: Path, port: int | None) -> subprocess.Popen
 
 @pytest.mark.timeout(1200)
 def test_using_it_runs_as_written(topics, engine, tmp_path):
-    # `marquee train` below is the README's own retrain: the workers' schedule stays out.
+    # `marquee train` below is docs/usage.md's own retrain: the workers' schedule stays out.
     env = cli_env(topics) | {"MARQUEE_RECOMMENDER_RETRAIN_CHECK_SECONDS": "0"}
-    lines = block("## Using it")
+    lines = block("## The marquee command")
     assert len(lines) >= 15 and lines[0].startswith(". .venv/bin/activate")
     running: list[subprocess.Popen] = []
     try:
@@ -184,8 +189,8 @@ def test_recommendations_over_http_answer_as_shown(topics, engine, tmp_path):
     seed_movielens(engine, 30_000)
     assert marquee(topics, "train").returncode == 0
     env = cli_env(topics)
-    curls = block("### Recommendations over HTTP")
-    shown = re.search(r"curl 'localhost:6066/users/42/recommendations[^\n]*\n# (\{.*\})", README)
+    curls = block("## Recommendations over HTTP")
+    shown = re.search(r"curl 'localhost:6066/users/42/recommendations[^\n]*\n# (\{.*\})", USAGE)
     assert shown, "the sample answer under the first curl"
     log = tmp_path / "recommender.log"
     with log.open("w") as out:
@@ -223,7 +228,7 @@ def test_recommendations_over_http_answer_as_shown(topics, engine, tmp_path):
 def test_the_sdk_snippet_runs_as_written(topics):
     from tests.integration.kafka_helpers import read_all
 
-    code = re.search(r"### Publishing from your app.*?```python\n(.*?)```", README, re.S).group(1)
+    code = re.search(r"## Publishing from your app.*?```python\n(.*?)```", USAGE, re.S).group(1)
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-c", code],
         cwd=ROOT,
@@ -238,7 +243,7 @@ def test_the_sdk_snippet_runs_as_written(topics):
 
 
 def test_trying_authentication_locally_runs_as_written(topics, tmp_path):
-    lines = block("To try authentication locally")
+    lines = block("To try authentication locally", README)
     script = " && ".join(local(line) for line in lines)
     env = cli_env(topics)
     result = subprocess.run(
@@ -257,7 +262,7 @@ def test_the_generator_service_block_runs_as_written(topics, engine, tmp_path):
     env = cli_env(topics)
     generator = start("marquee serve generator", env, tmp_path / "generator.log", 6067)
     try:
-        publish, tail = block("### The generator service")
+        publish, tail = block("## The generator service")
         result = run(publish, env, tmp_path, timeout=300)
         assert result.returncode == 0, result.stderr
         out = result.stdout.splitlines()
@@ -278,7 +283,7 @@ def test_the_dashboard_block_runs_as_written(topics, engine, tmp_path):
     from shared.kafka.client import client_options
     from tests.integration.stack_helpers import marquee
 
-    # A reader group with a committed offset, so the README's jq path has a partition.
+    # A reader group with a committed offset, so the jq path of docs/usage.md has a partition.
     published = marquee(
         topics, "publish", "interaction", "--user", "u1", "--item", "i1", "--type", "view"
     )
@@ -296,7 +301,7 @@ def test_the_dashboard_block_runs_as_written(topics, engine, tmp_path):
     env = cli_env(topics)
     dashboard = start("marquee serve dashboard", env, tmp_path / "dashboard.log", 6068)
     try:
-        lines = block("### The ops dashboard")
+        lines = block("## The ops dashboard")
         deadline = time.monotonic() + 30
         while json.loads(run(lines[0], env, tmp_path).stdout) is None:
             assert time.monotonic() < deadline, "the reader group never appeared"
@@ -304,8 +309,8 @@ def test_the_dashboard_block_runs_as_written(topics, engine, tmp_path):
         for line in lines:
             result = run(line, env, tmp_path, timeout=60)
             assert result.returncode == 0, (line, result.stderr)
-            json.loads(result.stdout)  # JSON, as the README says (jq's output included)
-        shown = re.search(r"jq '[^']*'\n# (\{.*\})", README).group(1)
+            json.loads(result.stdout)  # JSON, as docs/usage.md says (jq's output included)
+        shown = re.search(r"jq '[^']*'\n# (\{.*\})", USAGE).group(1)
         answer = json.loads(run(lines[0], env, tmp_path).stdout)
         assert set(re.findall(r'"(\w+)":', shown)) <= set(answer), (shown, answer)
     finally:
